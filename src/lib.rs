@@ -1,0 +1,5 @@
+//! soundsentry: recognises sounds with audio transformers and reports them as events.
+//!
+//! # Layout
+//! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
+pub mod features;

@@ -1,0 +1,5 @@
+//! The one integration-test binary: each module covers one part of the product.
+
+mod util;
+
+mod fbank_parity;
