@@ -3,3 +3,4 @@
 //! # Layout
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
 pub mod features;
+pub mod model;

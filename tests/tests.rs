@@ -3,3 +3,4 @@
 mod util;
 
 mod fbank_parity;
+mod model_parity;

@@ -1,0 +1,151 @@
+//! `model.toml`: the manifest that tells the pipeline how to feed a model.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ModelError;
+use crate::features::{FbankConfig, WindowKind};
+
+/// What the model's outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Logits: apply a sigmoid (AST; multi-label, never softmax).
+    Sigmoid,
+    /// Already probabilities (BEATs).
+    None,
+}
+
+/// Log-mel normalisation: `(x - mean) / (std_factor * std)`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    /// Dataset mean of the log-mel values.
+    pub mean: f32,
+    /// Dataset standard deviation.
+    pub std: f32,
+    /// Both AST and BEATs divide by twice the std.
+    #[serde(default = "default_std_factor")]
+    pub std_factor: f32,
+}
+
+fn default_std_factor() -> f32 {
+    2.0
+}
+
+/// The `[fbank]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FbankSpec {
+    /// "hanning" (AST) or "povey" (BEATs).
+    pub window: WindowKind,
+    /// 1.0 (AST) or 32768.0 (BEATs).
+    pub waveform_scale: f32,
+    /// Mel bins, 128 for both.
+    pub mel_bins: usize,
+    /// Frame length, ms.
+    #[serde(default = "default_frame_length")]
+    pub frame_length_ms: f32,
+    /// Frame shift, ms.
+    #[serde(default = "default_frame_shift")]
+    pub frame_shift_ms: f32,
+}
+
+fn default_frame_length() -> f32 {
+    25.0
+}
+fn default_frame_shift() -> f32 {
+    10.0
+}
+
+/// What kind of input the graph takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// Normalised log-mel frames, shape (1, frames, mel_bins).
+    Fbank,
+}
+
+/// A validated `model.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model name, reported in events.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// ONNX file, relative to the folder.
+    pub onnx: String,
+    /// Labels CSV, relative to the folder.
+    pub labels: String,
+    /// Input kind.
+    pub input: InputKind,
+    /// Sample rate the fbank expects, Hz.
+    pub sample_rate: u32,
+    /// Frames per window fed to the model.
+    pub window_frames: usize,
+    /// Whether the graph accepts any number of frames.
+    #[serde(default)]
+    pub dynamic_frames: bool,
+    /// Output activation.
+    pub output: Activation,
+    /// Optional cross-check of the labels count.
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    /// Whether the ONNX file is quantised.
+    #[serde(default)]
+    pub quantized: bool,
+    /// Fbank parameters.
+    pub fbank: FbankSpec,
+    /// Normalisation.
+    pub normalize: Normalize,
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let err = |msg: String| ModelError::Manifest {
+            path: path.to_owned(),
+            msg,
+        };
+        let m: Manifest = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut problems = Vec::new();
+        if m.window_frames == 0 {
+            problems.push("window_frames must be > 0".to_owned());
+        }
+        if m.normalize.std * m.normalize.std_factor <= 0.0 {
+            problems.push("normalize.std and std_factor must be > 0".to_owned());
+        }
+        if m.fbank.mel_bins == 0 {
+            problems.push("fbank.mel_bins must be > 0".to_owned());
+        }
+        if let Err(e) = crate::features::Fbank::new(&m.fbank_config()) {
+            problems.push(format!("fbank: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(m)
+        } else {
+            Err(err(problems.join("; ")))
+        }
+    }
+
+    /// The fbank stage configuration this model needs.
+    pub fn fbank_config(&self) -> FbankConfig {
+        FbankConfig {
+            sample_rate: self.sample_rate,
+            window: self.fbank.window,
+            waveform_scale: self.fbank.waveform_scale,
+            mel_bins: self.fbank.mel_bins,
+            frame_length_ms: self.fbank.frame_length_ms,
+            frame_shift_ms: self.fbank.frame_shift_ms,
+            low_freq: 20.0,
+            high_freq: 0.0,
+        }
+    }
+}

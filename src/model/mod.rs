@@ -1,0 +1,125 @@
+//! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
+
+mod input;
+mod labels;
+mod manifest;
+mod runtime;
+
+use std::path::{Path, PathBuf};
+
+pub use input::prepare_window;
+pub use labels::{slugify, Label};
+pub use manifest::{Activation, Manifest, Normalize};
+pub use runtime::Runtime;
+
+/// Why a model cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file of the model folder cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `model.toml` is not valid.
+    #[error("{path}: {msg}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The labels file is not valid.
+    #[error("{path}: {msg}")]
+    Labels {
+        /// The labels file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// tract cannot load or optimise the ONNX file, or it does not fit the manifest.
+    #[error("{path}: {msg}")]
+    Onnx {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What is wrong, with tract's reason.
+        msg: String,
+    },
+    /// Running a window failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// A loaded, optimised, runnable model with everything needed to feed it.
+pub struct Model {
+    /// The manifest, validated.
+    pub manifest: Manifest,
+    /// One label per model output, in output order.
+    pub labels: Vec<Label>,
+    runtime: Runtime,
+}
+
+impl Model {
+    /// Loads `dir/model.toml`, the labels and the ONNX file; optimises the graph for the
+    /// manifest's window shape once. Every mismatch is reported here, never at run time.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let manifest = Manifest::load(&dir.join("model.toml"))?;
+        let labels_path = dir.join(&manifest.labels);
+        let labels = labels::load(&labels_path)?;
+        let onnx = dir.join(&manifest.onnx);
+        let runtime = Runtime::load(&onnx, manifest.window_frames, manifest.fbank.mel_bins)?;
+        if runtime.num_outputs() != labels.len() {
+            return Err(ModelError::Labels {
+                path: labels_path,
+                msg: format!(
+                    "{} labels, but the model has {} outputs",
+                    labels.len(),
+                    runtime.num_outputs()
+                ),
+            });
+        }
+        if manifest.num_labels.is_some_and(|n| n != labels.len()) {
+            return Err(ModelError::Labels {
+                path: labels_path,
+                msg: format!(
+                    "{} labels, but model.toml says num_labels = {}",
+                    labels.len(),
+                    manifest.num_labels.unwrap_or_default()
+                ),
+            });
+        }
+        Ok(Self {
+            manifest,
+            labels,
+            runtime,
+        })
+    }
+
+    /// Scores one window of raw log-mel frames (row-major, `frames × mel_bins`):
+    /// pads or cuts to the model's window, normalises, runs, applies the output activation.
+    pub fn score(&self, log_mel: &[f32], frames: usize) -> Result<Vec<f32>, ModelError> {
+        let input = prepare_window(&self.manifest, log_mel, frames);
+        self.score_prepared(&input)
+    }
+
+    /// Scores a window already prepared with [`prepare_window`].
+    pub fn score_prepared(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let mut out = self.runtime.run(input)?;
+        if self.manifest.output == Activation::Sigmoid {
+            out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
+        }
+        Ok(out)
+    }
+
+    /// Runs the ONNX graph on a prepared window and returns its raw outputs.
+    pub fn raw_outputs(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        self.runtime.run(input)
+    }
+
+    /// The model's name from its manifest.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+}

@@ -1,0 +1,106 @@
+//! tract against onnxruntime on the committed tiny AST and BEATs exports, and broken models.
+
+use std::path::{Path, PathBuf};
+
+use soundsentry::model::Model;
+
+use crate::util::{fixture, max_abs_diff, read_npy};
+
+/// Raw outputs (logits or probabilities) of our runtime against onnxruntime's.
+fn parity(name: &str) -> f32 {
+    let dir = fixture(&format!("models/{name}"));
+    let model = Model::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (shape, input) = read_npy(&format!("models/{name}/input.npy"));
+    assert_eq!(shape, [1, model.manifest.window_frames, 128]);
+    let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
+    let got = model.raw_outputs(&input).expect("inference");
+    let diff = max_abs_diff(&got, &expected);
+    println!("{name:>16}: tract vs onnxruntime max |diff| = {diff:.2e}");
+    diff
+}
+
+#[test]
+fn tract_reproduces_onnxruntime_fp32() {
+    for name in ["tiny-ast", "tiny-beats"] {
+        let diff = parity(name);
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
+}
+
+#[test]
+fn tract_int8_stays_close_to_onnxruntime_int8() {
+    // Dynamic quantisation is integer maths with the same rounding rules in both runtimes.
+    for name in ["tiny-ast-int8", "tiny-beats-int8"] {
+        let diff = parity(name);
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
+}
+
+/// Copies a fixture model folder into a temp dir so a test can break it.
+fn copy_model(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dst = tmp.path().join(name);
+    std::fs::create_dir(&dst).expect("mkdir");
+    for f in ["model.toml", "model.onnx", "labels.csv"] {
+        std::fs::copy(fixture(&format!("models/{name}/{f}")), dst.join(f)).expect("copy");
+    }
+    (tmp, dst)
+}
+
+fn load_err(dir: &Path) -> String {
+    match Model::load(dir) {
+        Ok(_) => panic!("{} loaded but is broken", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).expect("write");
+}
+
+#[test]
+fn broken_onnx_fails_at_load_with_the_file_named() {
+    let (_tmp, dir) = copy_model("tiny-ast");
+    std::fs::write(dir.join("model.onnx"), b"this is not protobuf").expect("write");
+    let e = load_err(&dir);
+    assert!(e.contains("model.onnx") && e.contains("not a loadable ONNX model"), "{e}");
+}
+
+#[test]
+fn truncated_onnx_fails_at_load() {
+    let (_tmp, dir) = copy_model("tiny-beats");
+    let bytes = std::fs::read(dir.join("model.onnx")).expect("read");
+    std::fs::write(dir.join("model.onnx"), &bytes[..bytes.len() / 2]).expect("write");
+    let e = load_err(&dir);
+    assert!(e.contains("model.onnx"), "{e}");
+}
+
+#[test]
+fn wrong_window_for_a_fixed_input_fails_at_load() {
+    let (_tmp, dir) = copy_model("tiny-ast");
+    edit(&dir.join("model.toml"), "window_frames = 1024", "window_frames = 512");
+    let e = load_err(&dir);
+    assert!(e.contains("does not fit the manifest's (1, 512, 128)"), "{e}");
+}
+
+#[test]
+fn labels_count_must_match_outputs() {
+    let (_tmp, dir) = copy_model("tiny-ast");
+    let labels = dir.join("labels.csv");
+    let text = std::fs::read_to_string(&labels).expect("read");
+    let shorter: Vec<&str> = text.lines().take(6).collect();
+    std::fs::write(&labels, shorter.join("\n")).expect("write");
+    edit(&dir.join("model.toml"), "num_labels = 10\n", "");
+    let e = load_err(&dir);
+    assert!(e.contains("5 labels, but the model has 10 outputs"), "{e}");
+}
+
+#[test]
+fn unknown_manifest_key_is_rejected() {
+    let (_tmp, dir) = copy_model("tiny-beats");
+    edit(&dir.join("model.toml"), "quantized = false", "quantised = false");
+    let e = load_err(&dir);
+    assert!(e.contains("model.toml") && e.contains("quantised"), "{e}");
+}

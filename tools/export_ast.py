@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Exports an AST (transformers.ASTForAudioClassification) to a soundsentry model folder.
+
+Either from a Hugging Face id (needs internet once), e.g.
+    python tools/export_ast.py --hf-id MIT/ast-finetuned-audioset-10-10-0.4593 --out models/ast-audioset
+or with random weights of a chosen size (tests, benchmarks):
+    python tools/export_ast.py --random --hidden 768 --layers 12 --heads 12 --mlp 3072 --out bench-out/ast-full
+
+The ONNX model takes normalised fbank features (1, frames, 128) and returns logits
+(1, labels). onnxruntime must agree with PyTorch within 1e-4 or nothing is written.
+--int8 also writes <out>-int8 (onnxruntime dynamic quantisation).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ASTConfig, ASTForAudioClassification
+
+import export_common as ec
+
+AST_MEAN, AST_STD = -4.2677393, 4.5689974
+
+
+def build(args):
+    if args.hf_id:
+        model = ASTForAudioClassification.from_pretrained(args.hf_id, attn_implementation="eager")
+        labels = [(f"/hf/{i}", model.config.id2label[i]) for i in range(model.config.num_labels)]
+        return model, labels
+    torch.manual_seed(args.seed)
+    labels = ec.generic_labels(args.labels)
+    if args.label_names:
+        names = [n.strip() for n in Path(args.label_names).read_text().splitlines() if n.strip()]
+        labels = [(f"/t/{i:03d}", n) for i, n in enumerate(names)]
+    cfg = ASTConfig(hidden_size=args.hidden, num_hidden_layers=args.layers,
+                    num_attention_heads=args.heads, intermediate_size=args.mlp,
+                    max_length=args.frames, num_mel_bins=128, num_labels=len(labels),
+                    initializer_range=args.init_range, attn_implementation="eager")
+    model = ASTForAudioClassification(cfg)
+    return model, labels
+
+
+class Logits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features):
+        return self.model(input_values=features).logits
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hf-id")
+    src.add_argument("--random", action="store_true")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--name")
+    p.add_argument("--hidden", type=int, default=768)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--mlp", type=int, default=3072)
+    p.add_argument("--frames", type=int, default=1024)
+    p.add_argument("--labels", type=int, default=527)
+    p.add_argument("--label-names", help="text file, one display name per line")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-range", type=float, default=0.02,
+                   help="std of random weights (larger gives livelier outputs for parity tests)")
+    p.add_argument("--int8", action="store_true")
+    p.add_argument("--fixture", action="store_true",
+                   help="also save input.npy / expected.npy (onnxruntime output) in the folder")
+    args = p.parse_args()
+
+    model, labels = build(args)
+    model.eval()
+    frames = model.config.max_length
+    wrapped = Logits(model).eval()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    inputs = [rng.standard_normal((1, frames, 128)).astype(np.float32) * 0.5 for _ in range(2)]
+    ec.export_onnx(wrapped, torch.from_numpy(inputs[0]), out / "model.onnx", dynamic_frames=False)
+    outs = ec.check_parity(wrapped, out / "model.onnx", inputs)
+    name = args.name or out.name
+    desc = (f"AST from {args.hf_id}" if args.hf_id else
+            f"random-weight AST, hidden {args.hidden}, {args.layers} layers, seed {args.seed}")
+    common = dict(fbank={"window": "hanning", "waveform_scale": 1.0},
+                  normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,
+                  output="sigmoid", num_labels=len(labels), dynamic_frames=False)
+    ec.write_manifest(out, name=name, description=desc, quantized=False, **common)
+    ec.write_labels(out / "labels.csv", labels)
+    if args.fixture:
+        ec.save_fixture(out, inputs[0], outs[0])
+    if args.int8:
+        qdir = out.parent / f"{out.name}-int8"
+        q = ec.quantize(out / "model.onnx", qdir)
+        ec.write_manifest(qdir, name=f"{name}-int8", description=desc + ", int8", quantized=True, **common)
+        shutil.copy(out / "labels.csv", qdir / "labels.csv")
+        y = ec.ort_run(q, inputs[0])
+        print(f"{q}: int8 vs fp32 max |logit diff| = {np.abs(y - outs[0]).max():.3e}")
+        if args.fixture:
+            ec.save_fixture(qdir, inputs[0], y)
+
+
+if __name__ == "__main__":
+    main()

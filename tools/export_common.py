@@ -1,0 +1,110 @@
+"""Shared steps of the model exporters: ONNX export, onnxruntime-vs-PyTorch check,
+optional int8 quantisation, and the model folder (model.toml, labels.csv)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+PARITY = 1e-4
+
+
+def write_labels(path, labels):
+    """labels.csv in AudioSet's class_labels_indices.csv form: index,mid,display_name."""
+    lines = ["index,mid,display_name"]
+    for i, (mid, name) in enumerate(labels):
+        q = '"' + name.replace('"', '""') + '"'
+        lines.append(f"{i},{mid},{q}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_manifest(folder, *, name, description, fbank, normalize, window_frames, output,
+                   num_labels, quantized, dynamic_frames):
+    """model.toml: everything the pipeline needs to feed the model (see README)."""
+    toml = f'''# Model manifest written by the soundsentry export tools.
+name = "{name}"
+description = "{description}"
+onnx = "model.onnx"
+labels = "labels.csv"
+input = "fbank"
+sample_rate = 16000
+window_frames = {window_frames}
+# true when the ONNX graph accepts any number of frames (BEATs); false for a fixed input (AST).
+dynamic_frames = {str(dynamic_frames).lower()}
+# "sigmoid": the model outputs logits; "none": it already outputs probabilities.
+output = "{output}"
+num_labels = {num_labels}
+quantized = {str(quantized).lower()}
+
+[fbank]
+window = "{fbank['window']}"
+waveform_scale = {fbank['waveform_scale']:.1f}
+mel_bins = 128
+frame_length_ms = 25.0
+frame_shift_ms = 10.0
+
+# normalised = (log_mel - mean) / (std_factor * std); padding (zeros, at the end, in
+# log-mel units) happens before normalisation when a window is shorter than window_frames.
+[normalize]
+mean = {normalize['mean']!r}
+std = {normalize['std']!r}
+std_factor = 2.0
+'''
+    (Path(folder) / "model.toml").write_text(toml)
+
+
+def export_onnx(module, example, path, dynamic_frames, opset=17):
+    """Plain TorchScript-based export (the dynamo exporter's Attention op fails in tract)."""
+    dyn = {"features": {1: "frames"}} if dynamic_frames else None
+    torch.onnx.export(module, (example,), str(path), input_names=["features"],
+                      output_names=["scores"], opset_version=opset, dynamic_axes=dyn,
+                      do_constant_folding=True, dynamo=False)
+
+
+def check_parity(module, path, inputs):
+    """Runs onnxruntime and PyTorch on the same inputs; refuses a disagreeing model."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    outs = []
+    for x in inputs:
+        with torch.no_grad():
+            ref = module(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"features": x})[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+        outs.append(got)
+    if worst > PARITY:
+        Path(path).unlink()
+        raise SystemExit(f"{path}: onnxruntime differs from PyTorch by {worst:.2e} > {PARITY}; "
+                         "model not written")
+    print(f"{path}: onnxruntime vs PyTorch max |diff| = {worst:.2e}")
+    return outs
+
+
+def quantize(fp32_path, out_folder):
+    """onnxruntime dynamic int8 quantisation of the MatMul weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    out_folder.mkdir(parents=True, exist_ok=True)
+    q = out_folder / "model.onnx"
+    quantize_dynamic(str(fp32_path), str(q), weight_type=QuantType.QInt8)
+    return q
+
+
+def ort_run(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"features": x})[0]
+
+
+def save_fixture(folder, x, y):
+    """The input and onnxruntime's output, for the tract parity test."""
+    np.save(Path(folder) / "input.npy", x.astype(np.float32))
+    np.save(Path(folder) / "expected.npy", y.astype(np.float32))
+
+
+def generic_labels(n):
+    return [(f"/t/{i:03d}", f"Label {i:03d}") for i in range(n)]
+
+
+def dump_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=1) + "\n")
