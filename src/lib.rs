@@ -2,5 +2,9 @@
 //!
 //! # Layout
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
+pub mod analysis;
+pub mod audio;
+pub mod detect;
 pub mod features;
 pub mod model;
+pub mod window;

@@ -34,18 +34,27 @@ fn fbank_matches_references_on_every_fixture() {
             ..base
         };
         let (_, x) = read_npy(&format!("fbank/{signal}.wav.npy"));
-        let (shape, expected) = read_npy(&format!("fbank/{}", case["file"].as_str().expect("file")));
+        let (shape, expected) =
+            read_npy(&format!("fbank/{}", case["file"].as_str().expect("file")));
         let mut fb = Fbank::new(&cfg).expect("config");
         let mut got = Vec::new();
         let frames = fb.process(&x, &mut got);
         assert_eq!(frames, shape[0], "{signal}/{setting}: frame count");
         let diff = max_abs_diff(&got, &expected);
-        println!("{signal:>14} {setting:>5} {bins:>3} bins {frames:>4} frames  max |diff| = {diff:.2e}");
+        println!(
+            "{signal:>14} {setting:>5} {bins:>3} bins {frames:>4} frames  max |diff| = {diff:.2e}"
+        );
         if case["reference"] == "torchaudio" {
-            assert!(diff <= TOLERANCE, "{signal}/{setting}: max |diff| {diff} > {TOLERANCE}");
+            assert!(
+                diff <= TOLERANCE,
+                "{signal}/{setting}: max |diff| {diff} > {TOLERANCE}"
+            );
             worst = worst.max(diff);
         } else {
-            assert!(diff <= KNF_TOLERANCE, "{signal}/knf: max |diff| {diff} > {KNF_TOLERANCE}");
+            assert!(
+                diff <= KNF_TOLERANCE,
+                "{signal}/knf: max |diff| {diff} > {KNF_TOLERANCE}"
+            );
         }
     }
     println!("worst max |diff| against torchaudio: {worst:.2e}");

@@ -65,7 +65,10 @@ fn broken_onnx_fails_at_load_with_the_file_named() {
     let (_tmp, dir) = copy_model("tiny-ast");
     std::fs::write(dir.join("model.onnx"), b"this is not protobuf").expect("write");
     let e = load_err(&dir);
-    assert!(e.contains("model.onnx") && e.contains("not a loadable ONNX model"), "{e}");
+    assert!(
+        e.contains("model.onnx") && e.contains("not a loadable ONNX model"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,9 +83,16 @@ fn truncated_onnx_fails_at_load() {
 #[test]
 fn wrong_window_for_a_fixed_input_fails_at_load() {
     let (_tmp, dir) = copy_model("tiny-ast");
-    edit(&dir.join("model.toml"), "window_frames = 1024", "window_frames = 512");
+    edit(
+        &dir.join("model.toml"),
+        "window_frames = 1024",
+        "window_frames = 512",
+    );
     let e = load_err(&dir);
-    assert!(e.contains("does not fit the manifest's (1, 512, 128)"), "{e}");
+    assert!(
+        e.contains("does not fit the manifest's (1, 512, 128)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -100,7 +110,11 @@ fn labels_count_must_match_outputs() {
 #[test]
 fn unknown_manifest_key_is_rejected() {
     let (_tmp, dir) = copy_model("tiny-beats");
-    edit(&dir.join("model.toml"), "quantized = false", "quantised = false");
+    edit(
+        &dir.join("model.toml"),
+        "quantized = false",
+        "quantised = false",
+    );
     let e = load_err(&dir);
     assert!(e.contains("model.toml") && e.contains("quantised"), "{e}");
 }

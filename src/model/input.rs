@@ -14,7 +14,11 @@ pub fn prepare_window(manifest: &Manifest, log_mel: &[f32], frames: usize) -> Ve
     let n = &manifest.normalize;
     let divisor = n.std * n.std_factor;
     let mut out = Vec::with_capacity(want * bins);
-    out.extend(log_mel[..used * bins].iter().map(|&x| (x - n.mean) / divisor));
+    out.extend(
+        log_mel[..used * bins]
+            .iter()
+            .map(|&x| (x - n.mean) / divisor),
+    );
     out.resize(want * bins, (0.0 - n.mean) / divisor);
     out
 }

@@ -27,7 +27,11 @@ pub fn load(path: &Path) -> Result<Vec<Label>, ModelError> {
         headers
             .iter()
             .position(|h| h.trim() == name)
-            .ok_or_else(|| err(format!("missing column {name:?} (need index,mid,display_name)")))
+            .ok_or_else(|| {
+                err(format!(
+                    "missing column {name:?} (need index,mid,display_name)"
+                ))
+            })
     };
     let (i_idx, i_mid, i_name) = (col("index")?, col("mid")?, col("display_name")?);
     let mut labels = Vec::new();

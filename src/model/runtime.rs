@@ -37,10 +37,7 @@ impl Runtime {
             .with_ignore_value_info(true)
             .model_for_path(path)
             .map_err(|e| err("not a loadable ONNX model", e))?;
-        let declared = model
-            .input_fact(0)
-            .map_err(|e| err("no input", e))?
-            .clone();
+        let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
         if let Some(shape) = declared.shape.concretize() {
             let want = [1, frames, bins];
             let fixed: Vec<Option<usize>> = shape.iter().map(|d| d.to_usize().ok()).collect();

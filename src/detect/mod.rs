@@ -1,0 +1,7 @@
+//! Detection: turns per-window scores into start / update / end events per watched label.
+
+mod detector;
+mod event;
+
+pub use detector::{Detector, Watch, WatchSettings};
+pub use event::{Event, EventStamp, EventState};
