@@ -4,7 +4,13 @@
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
 pub mod analysis;
 pub mod audio;
+pub mod classify;
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod detect;
 pub mod features;
 pub mod model;
+pub mod pipeline;
+pub mod source;
 pub mod window;

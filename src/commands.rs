@@ -1,0 +1,155 @@
+//! The subcommands' work, behind the thin `main`.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ndarray_npy::WriteNpyExt;
+
+use crate::classify::{classify_file, log_mel_of_file, top_k, windows_of, Aggregate};
+use crate::config::{resolve_watches, Config, ConfigError, SourceConfig};
+use crate::detect::Watch;
+use crate::model::Model;
+
+/// Loads the configuration, its model, and resolves watched labels: everything `run` needs
+/// before a thread starts. Label errors are reported like config errors, with key paths.
+pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
+    let cfg = Config::load(path)?;
+    let model =
+        Model::load(&cfg.model_path).with_context(|| format!("{}: model.path", path.display()))?;
+    let watches = resolve_watches(&cfg.detect, &model.labels).map_err(|errors| ConfigError {
+        file: path.to_owned(),
+        errors,
+    })?;
+    Ok((cfg, model, watches))
+}
+
+/// `soundsentry run`.
+pub fn run(config: &Path, realtime: bool) -> anyhow::Result<()> {
+    let (mut cfg, model, watches) = load_all(config)?;
+    if realtime {
+        let SourceConfig::File { realtime, .. } = &mut cfg.source;
+        *realtime = true;
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&shutdown)).context("installing signals")?;
+    }
+    tracing::info!(model = model.name(), sensor = %cfg.sensor_id, "run started");
+    let stats = crate::pipeline::run(&cfg, &model, watches, &shutdown, std::io::stdout())?;
+    tracing::info!(
+        audio_s = format!("{:.1}", stats.audio_s),
+        wall_s = format!("{:.2}", stats.wall_s),
+        realtime_factor = format!("{:.1}", stats.audio_s / stats.wall_s.max(1e-9)),
+        windows_total = stats.windows_total,
+        events_total = stats.events_total,
+        "run finished"
+    );
+    Ok(())
+}
+
+/// `soundsentry classify`: every file is tried; failures are reported and make the exit
+/// status non-zero, without hiding the results of the other files.
+pub fn classify(
+    files: &[std::path::PathBuf],
+    model_dir: &Path,
+    aggregate: Aggregate,
+    k: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let model = Model::load(model_dir)?;
+    let mut failed = 0;
+    let stdout = std::io::stdout();
+    for path in files {
+        let bar = indicatif::ProgressBar::new(1000).with_message(path.display().to_string());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}%")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let result = classify_file(&model, path, aggregate, &mut |f| {
+            bar.set_position((f * 1000.0) as u64)
+        });
+        bar.finish_and_clear();
+        let scores = match result {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        let top = top_k(&scores.scores, k.min(model.labels.len()));
+        let mut out = stdout.lock();
+        if json {
+            let top: Vec<_> = top
+                .iter()
+                .map(|&(i, s)| serde_json::json!({"label": model.labels[i].name, "score": s}))
+                .collect();
+            let line = serde_json::json!({
+                "v": 1, "file": path.display().to_string(), "model": model.name(),
+                "duration_s": scores.duration_s, "windows": scores.windows,
+                "aggregate": aggregate, "top": top,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{}  ({:.1} s, {} window{}, {})",
+                path.display(),
+                scores.duration_s,
+                scores.windows,
+                if scores.windows == 1 { "" } else { "s" },
+                match aggregate {
+                    Aggregate::Mean => "mean",
+                    Aggregate::Max => "max",
+                }
+            )?;
+            for (i, s) in top {
+                writeln!(out, "  {s:.4}  {}", model.labels[i].name)?;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files could not be classified", files.len());
+    }
+    Ok(())
+}
+
+/// `soundsentry fbank`.
+pub fn fbank(file: &Path, model_dir: &Path, out: &Path, raw: bool) -> anyhow::Result<()> {
+    let model = Model::load(model_dir)?;
+    let mel = log_mel_of_file(&model, file, &mut |_| {})?;
+    let writer = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("{}", out.display()))?,
+    );
+    if raw {
+        ndarray::Array2::from_shape_vec((mel.frames, mel.bins), mel.data)?
+            .write_npy(writer)
+            .with_context(|| format!("{}", out.display()))?;
+    } else {
+        let windows = windows_of(&model, &mel);
+        let w = model.manifest.window_frames;
+        let n = windows.len();
+        let flat: Vec<f32> = windows.into_iter().flatten().collect();
+        ndarray::Array3::from_shape_vec((n, w, mel.bins), flat)?
+            .write_npy(writer)
+            .with_context(|| format!("{}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// `soundsentry check-config`.
+pub fn check_config(path: &Path) -> anyhow::Result<()> {
+    let (cfg, model, watches) = load_all(path)?;
+    println!(
+        "{}: ok (model {}, {} labels, {} watched, hop {:?})",
+        path.display(),
+        model.name(),
+        model.labels.len(),
+        watches.len(),
+        cfg.hop
+    );
+    Ok(())
+}

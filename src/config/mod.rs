@@ -1,0 +1,127 @@
+//! Configuration: raw TOML structs → a pure `validate` that returns domain types or every error.
+
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::resolve_watches;
+
+use crate::detect::WatchSettings;
+
+/// Every problem found in a configuration, each with its key path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", format_errors(.file, .errors))]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// `(key path, message)` pairs.
+    pub errors: Vec<(String, String)>,
+}
+
+fn format_errors(file: &Path, errors: &[(String, String)]) -> String {
+    let n = errors.len();
+    let mut s = format!(
+        "{}: {n} error{}",
+        file.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    for (key, msg) in errors {
+        s.push_str(&format!("\n  {key}: {msg}"));
+    }
+    s
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Sensor id in events (default: the host name).
+    pub sensor_id: String,
+    /// Model folder.
+    pub model_path: PathBuf,
+    /// Matmul threads for inference.
+    pub threads: std::num::NonZeroUsize,
+    /// Where audio comes from.
+    pub source: SourceConfig,
+    /// Time between windows.
+    pub hop: Duration,
+    /// Detection defaults and watched labels.
+    pub detect: DetectConfig,
+    /// Outputs.
+    pub output: OutputConfig,
+}
+
+/// Audio sources.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// A recording replayed as a stream.
+    File {
+        /// The audio file.
+        path: PathBuf,
+        /// Replay at real-time pace instead of as fast as possible.
+        realtime: bool,
+        /// Size of the chunks the file is read in.
+        chunk: Duration,
+    },
+}
+
+/// The `[detect]` table, validated; label names are resolved against the model later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectConfig {
+    /// Settings for labels without their own.
+    pub defaults: WatchSettings,
+    /// Watched labels or groups; empty means every model label with the defaults.
+    pub watch: Vec<WatchSpec>,
+}
+
+/// One `[[detect.watch]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSpec {
+    /// Event label.
+    pub name: String,
+    /// Model label names in the group.
+    pub labels: Vec<String>,
+    /// Thresholds and timings.
+    pub settings: WatchSettings,
+}
+
+/// The `[output]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputConfig {
+    /// Print events as JSON lines on stdout.
+    pub stdout: bool,
+    /// Also print the top scores of every window (JSON lines with `"type": "scores"`).
+    pub scores: bool,
+    /// How many labels a scores line holds.
+    pub top_k: usize,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths inside it are
+    /// relative to the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let one = |key: &str, msg: String| ConfigError {
+            file: path.to_owned(),
+            errors: vec![(key.to_owned(), msg)],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| one("(file)", e.to_string()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let errors = match raw::parse(text) {
+            Ok(raw) => match validate::validate(raw, base) {
+                Ok(cfg) => return Ok(cfg),
+                Err(errors) => errors,
+            },
+            Err(errors) => errors,
+        };
+        Err(ConfigError {
+            file: path.to_owned(),
+            errors,
+        })
+    }
+}

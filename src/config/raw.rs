@@ -1,0 +1,136 @@
+//! The configuration file as written: serde structs with defaults, unknown keys collected.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct Raw {
+    pub sensor_id: Option<String>,
+    pub model: RawModel,
+    pub source: RawSource,
+    pub analysis: RawAnalysis,
+    pub detect: RawDetect,
+    pub output: RawOutput,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawModel {
+    pub path: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawSource {
+    pub kind: String,
+    pub path: Option<PathBuf>,
+    pub realtime: bool,
+    pub chunk: String,
+}
+
+impl Default for RawSource {
+    fn default() -> Self {
+        Self {
+            kind: "file".into(),
+            path: None,
+            realtime: false,
+            chunk: "100ms".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawAnalysis {
+    pub hop: String,
+}
+
+impl Default for RawAnalysis {
+    fn default() -> Self {
+        Self { hop: "1s".into() }
+    }
+}
+
+/// Thresholds and timings; in `[detect]` they are the defaults, in a watch they override.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct RawSettings {
+    pub on: Option<f32>,
+    pub off: Option<f32>,
+    pub min_duration: Option<String>,
+    pub hold: Option<String>,
+    pub update_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawDetect {
+    #[serde(flatten)]
+    pub defaults: RawSettings,
+    pub watch: Vec<RawWatch>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawWatch {
+    pub name: Option<String>,
+    pub labels: Vec<String>,
+    #[serde(flatten)]
+    pub settings: RawSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawOutput {
+    pub stdout: bool,
+    pub scores: bool,
+    pub top_k: usize,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        Self {
+            stdout: true,
+            scores: false,
+            top_k: 5,
+        }
+    }
+}
+
+/// Parses TOML into [`Raw`]; reports every unknown key at once, or the first type error
+/// with its key path (serde stops at the first one).
+pub fn parse(text: &str) -> Result<Raw, Vec<(String, String)>> {
+    let value: toml::Value = toml::from_str(text).map_err(|e| {
+        vec![(
+            "(syntax)".to_owned(),
+            e.message().to_owned() + &at(&e, text),
+        )]
+    })?;
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(value, &mut note);
+    let raw: Result<Raw, _> = serde_path_to_error::deserialize(de);
+    let mut errors: Vec<(String, String)> = unknown
+        .into_iter()
+        .map(|k| (k, "unknown key".to_owned()))
+        .collect();
+    match raw {
+        Ok(raw) if errors.is_empty() => Ok(raw),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.push((e.path().to_string(), e.inner().to_string()));
+            Err(errors)
+        }
+    }
+}
+
+/// " (line L)" for a TOML syntax error.
+fn at(e: &toml::de::Error, text: &str) -> String {
+    e.span()
+        .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+        .unwrap_or_default()
+}

@@ -1,0 +1,284 @@
+//! Pure validation: raw values → domain types, or every error with its key path.
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{Raw, RawSettings};
+use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
+use crate::detect::{Watch, WatchSettings};
+use crate::model::Label;
+
+type Errors = Vec<(String, String)>;
+
+/// Turns the raw file into a [`Config`], collecting every problem.
+pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
+    let mut errs = Errors::new();
+    let mut err = |k: &str, m: String| errs.push((k.to_owned(), m));
+
+    let sensor_id = match raw.sensor_id {
+        Some(s) if s.trim().is_empty() => {
+            err("sensor_id", "must not be empty".into());
+            s
+        }
+        Some(s) => s,
+        None => host_name(),
+    };
+    let model_path = match raw.model.path {
+        Some(p) => base.join(p),
+        None => {
+            err("model.path", "missing: the model folder to use".into());
+            Default::default()
+        }
+    };
+    let threads = NonZeroUsize::new(raw.model.threads.unwrap_or(1)).unwrap_or_else(|| {
+        err("model.threads", "must be at least 1".into());
+        NonZeroUsize::MIN
+    });
+    let source = match raw.source.kind.as_str() {
+        "file" => {
+            let path = raw.source.path.map(|p| base.join(p)).unwrap_or_else(|| {
+                err("source.path", "missing: the audio file to replay".into());
+                Default::default()
+            });
+            let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
+            SourceConfig::File {
+                path,
+                realtime: raw.source.realtime,
+                chunk,
+            }
+        }
+        other => {
+            err(
+                "source.kind",
+                format!("unknown source {other:?} (supported: \"file\")"),
+            );
+            SourceConfig::File {
+                path: Default::default(),
+                realtime: false,
+                chunk: Duration::from_millis(100),
+            }
+        }
+    };
+    let hop = duration(&raw.analysis.hop, "analysis.hop", &mut err);
+    if hop < Duration::from_millis(10) {
+        err("analysis.hop", "must be at least 10ms (one frame)".into());
+    }
+
+    let base_settings = WatchSettings {
+        on: 0.5,
+        off: 0.35,
+        min_duration: Duration::from_secs(1),
+        hold: Duration::from_secs(2),
+        update_interval: Duration::from_secs(30),
+    };
+    let defaults = settings(&raw.detect.defaults, &base_settings, "detect", &mut err);
+    let mut watch = Vec::new();
+    for (i, w) in raw.detect.watch.iter().enumerate() {
+        let key = format!("detect.watch[{i}]");
+        if w.labels.is_empty() {
+            err(
+                &format!("{key}.labels"),
+                "must name at least one model label".into(),
+            );
+        }
+        let name = w
+            .name
+            .clone()
+            .or_else(|| w.labels.first().cloned())
+            .unwrap_or_default();
+        if watch.iter().any(|x: &WatchSpec| x.name == name) {
+            err(&format!("{key}.name"), format!("{name:?} is watched twice"));
+        }
+        watch.push(WatchSpec {
+            name,
+            labels: w.labels.clone(),
+            settings: settings(&w.settings, &defaults, &key, &mut err),
+        });
+    }
+    if raw.output.top_k == 0 {
+        err("output.top_k", "must be at least 1".into());
+    }
+    let cfg = Config {
+        sensor_id,
+        model_path,
+        threads,
+        source,
+        hop,
+        detect: DetectConfig { defaults, watch },
+        output: OutputConfig {
+            stdout: raw.output.stdout,
+            scores: raw.output.scores,
+            top_k: raw.output.top_k,
+        },
+    };
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errs)
+    }
+}
+
+/// Merges one settings table over `parent`, checking ranges.
+fn settings(
+    raw: &RawSettings,
+    parent: &WatchSettings,
+    key: &str,
+    err: &mut impl FnMut(&str, String),
+) -> WatchSettings {
+    let mut dur = |v: &Option<String>, name: &str, d: Duration| {
+        v.as_deref()
+            .map(|s| duration(s, &format!("{key}.{name}"), &mut *err))
+            .unwrap_or(d)
+    };
+    let s = WatchSettings {
+        on: raw.on.unwrap_or(parent.on),
+        off: raw
+            .off
+            .unwrap_or(parent.off.min(raw.on.unwrap_or(parent.on))),
+        min_duration: dur(&raw.min_duration, "min_duration", parent.min_duration),
+        hold: dur(&raw.hold, "hold", parent.hold),
+        update_interval: dur(
+            &raw.update_interval,
+            "update_interval",
+            parent.update_interval,
+        ),
+    };
+    // Inherited values were checked where they were set; report each problem once.
+    if raw.on.is_some() && !(0.0..=1.0).contains(&s.on) {
+        err(&format!("{key}.on"), format!("{} is outside 0..1", s.on));
+    }
+    if raw.off.is_some() && (!(0.0..=1.0).contains(&s.off) || s.off > s.on) {
+        err(
+            &format!("{key}.off"),
+            format!("{} must lie in 0..=on ({})", s.off, s.on),
+        );
+    }
+    if s.update_interval.is_zero() {
+        err(&format!("{key}.update_interval"), "must be > 0".into());
+    }
+    s
+}
+
+/// Parses "1s", "500ms", "2m", "1h 30m".
+fn duration(s: &str, key: &str, err: &mut impl FnMut(&str, String)) -> Duration {
+    humantime::parse_duration(s).unwrap_or_else(|e| {
+        err(
+            key,
+            format!("{s:?} is not a duration ({e}); e.g. \"500ms\", \"2s\", \"1m\""),
+        );
+        Duration::from_secs(1)
+    })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "soundsentry".into())
+}
+
+/// Resolves watched label names against the model's labels (case-insensitive, by display
+/// name or slug). With no watch list, every label is watched with the defaults.
+pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Watch>, Errors> {
+    if detect.watch.is_empty() {
+        return Ok(labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Watch {
+                name: l.name.clone(),
+                outputs: vec![i],
+                settings: detect.defaults.clone(),
+            })
+            .collect());
+    }
+    let mut errs = Errors::new();
+    let mut watches = Vec::new();
+    for (i, spec) in detect.watch.iter().enumerate() {
+        let mut outputs = Vec::new();
+        for (j, name) in spec.labels.iter().enumerate() {
+            let slug = crate::model::slugify(name);
+            match labels
+                .iter()
+                .position(|l| l.name.eq_ignore_ascii_case(name) || l.slug == slug)
+            {
+                Some(o) => outputs.push(o),
+                None => errs.push((
+                    format!("detect.watch[{i}].labels[{j}]"),
+                    format!("{name:?} is not a label of the model"),
+                )),
+            }
+        }
+        watches.push(Watch {
+            name: spec.name.clone(),
+            outputs,
+            settings: spec.settings.clone(),
+        });
+    }
+    if errs.is_empty() {
+        Ok(watches)
+    } else {
+        Err(errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn errors(text: &str) -> Vec<(String, String)> {
+        match Config::parse(text, Path::new("/etc/x/soundsentry.toml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.errors,
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::parse(
+            "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n",
+            Path::new("/etc/x/s.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.model_path, Path::new("/etc/x/m"));
+        assert_eq!(c.hop, std::time::Duration::from_secs(1));
+        assert_eq!(c.detect.defaults.on, 0.5);
+        assert_eq!(c.detect.defaults.off, 0.35);
+        assert!(c.output.stdout);
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_once() {
+        let e =
+            errors("[model]\npath = \"m\"\ntheads = 2\n[source]\npath = \"a\"\nrealtme = true\n");
+        let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["model.theads", "source.realtme"]);
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_with_its_key() {
+        let e = errors(
+            "[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
+             [[detect.watch]]\nlabels = []\non = 0.6\noff = 0.9\n",
+        );
+        let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
+        for k in [
+            "model.path",
+            "source.kind",
+            "analysis.hop",
+            "detect.on",
+            "detect.watch[0].labels",
+            "detect.watch[0].off",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn type_errors_name_their_key() {
+        let e = errors("[model]\npath = \"m\"\nthreads = \"two\"\n");
+        assert_eq!(e[0].0, "model.threads");
+    }
+}

@@ -1,0 +1,163 @@
+//! Threads and queues of `run`: source thread → analysis thread → output thread.
+//!
+//! Everything that can fail is built before a thread starts. Shutdown goes upstream first:
+//! the source stops, the analysis drains its queue and ends open events, the output flushes.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use crossbeam_channel::bounded;
+use serde::Serialize;
+
+use crate::analysis::{Analyzer, WindowScores};
+use crate::audio::AudioFile;
+use crate::config::{Config, SourceConfig};
+use crate::detect::{Detector, Event, EventStamp, Watch};
+use crate::model::Model;
+use crate::source::{replay_file, Chunk};
+
+/// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
+const AUDIO_QUEUE: usize = 64;
+/// Lines between the analysis and the output thread.
+const OUTPUT_QUEUE: usize = 1024;
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunStats {
+    /// Seconds of audio analysed.
+    pub audio_s: f64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Windows scored.
+    pub windows_total: u64,
+    /// Event messages sent.
+    pub events_total: u64,
+}
+
+/// One line of output.
+enum Line {
+    Event(Event),
+    Scores(String),
+}
+
+/// Runs the configured source through the model and detector until the source ends or
+/// `shutdown` is set, writing JSON lines to `out`. Open events are ended before it returns.
+pub fn run(
+    cfg: &Config,
+    model: &Model,
+    watches: Vec<Watch>,
+    shutdown: &AtomicBool,
+    out: impl Write + Send,
+) -> anyhow::Result<RunStats> {
+    let SourceConfig::File {
+        path,
+        realtime,
+        chunk,
+    } = &cfg.source;
+    let file = AudioFile::open(path)?;
+    let rate = file.sample_rate();
+    let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
+    let mut analyzer = Analyzer::new(model, rate, hop_frames).context("building the analysis")?;
+    let stamp = EventStamp {
+        sensor: cfg.sensor_id.clone(),
+        model: model.name().to_owned(),
+        stream_start: jiff::Timestamp::now(),
+    };
+    let mut detector = Detector::new(watches, stamp);
+    let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
+    let (line_tx, line_rx) = bounded::<Line>(OUTPUT_QUEUE);
+    let started = Instant::now();
+    let output = &cfg.output;
+
+    std::thread::scope(|s| {
+        s.spawn(move || replay_file(file, *chunk, *realtime, shutdown, audio_tx));
+        let writer = s.spawn(move || write_lines(out, line_rx, output.stdout));
+
+        let mut stats = RunStats::default();
+        let mut events = Vec::new();
+        let mut samples = 0u64;
+        let mut failure = None;
+        let mut on_window = |w: WindowScores| {
+            stats.windows_total += 1;
+            detector.process(&w, &mut events);
+            if output.scores {
+                let _ = line_tx.send(Line::Scores(scores_line(model, &w, output.top_k)));
+            }
+            for e in events.drain(..) {
+                stats.events_total += 1;
+                // The writer only stops when this sender is dropped, so sends cannot fail.
+                let _ = line_tx.send(Line::Event(e));
+            }
+        };
+        for chunk in audio_rx.iter() {
+            let result = chunk.map_err(anyhow::Error::from).and_then(|c| {
+                samples += c.len() as u64;
+                analyzer.process(&c, &mut on_window).map_err(Into::into)
+            });
+            if let Err(e) = result {
+                failure = Some(e);
+                shutdown.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+        if let Err(e) = analyzer.finish(&mut on_window) {
+            failure.get_or_insert(e.into());
+        }
+        let audio_s = samples as f64 / rate as f64;
+        let mut closing = Vec::new();
+        detector.finish(audio_s, &mut closing);
+        for e in closing {
+            stats.events_total += 1;
+            let _ = line_tx.send(Line::Event(e));
+        }
+        drop(line_tx);
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("output thread panicked"))
+            .and_then(|r| r.context("writing output"));
+        stats.audio_s = audio_s;
+        stats.wall_s = started.elapsed().as_secs_f64();
+        match (failure, written) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(stats),
+        }
+    })
+}
+
+fn write_lines(
+    out: impl Write,
+    rx: crossbeam_channel::Receiver<Line>,
+    events: bool,
+) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(out);
+    for line in rx.iter() {
+        match line {
+            Line::Event(e) if events => {
+                serde_json::to_writer(&mut out, &e)?;
+                out.write_all(b"\n")?;
+            }
+            Line::Event(_) => {}
+            Line::Scores(s) => writeln!(out, "{s}")?,
+        }
+        // Flush per line so a reader downstream sees each event as it happens.
+        if rx.is_empty() {
+            out.flush()?;
+        }
+    }
+    out.flush()
+}
+
+fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
+    let top: Vec<_> = crate::classify::top_k(&w.scores, k)
+        .into_iter()
+        .map(|(i, s)| serde_json::json!({"label": model.labels[i].name, "score": s}))
+        .collect();
+    serde_json::json!({
+        "v": 1, "type": "scores", "end_offset_s": (w.end_s * 1000.0).round() / 1000.0,
+        "frames": w.frames, "top": top,
+    })
+    .to_string()
+}
