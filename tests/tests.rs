@@ -2,5 +2,7 @@
 
 mod util;
 
+mod audio_files;
+mod cli;
 mod fbank_parity;
 mod model_parity;

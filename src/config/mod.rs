@@ -113,9 +113,13 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         let errors = match raw::parse(text) {
-            Ok(raw) => match validate::validate(raw, base) {
-                Ok(cfg) => return Ok(cfg),
-                Err(errors) => errors,
+            Ok((raw, mut unknown)) => match validate::validate(raw, base) {
+                Ok(cfg) if unknown.is_empty() => return Ok(cfg),
+                Ok(_) => unknown,
+                Err(errors) => {
+                    unknown.extend(errors);
+                    unknown
+                }
             },
             Err(errors) => errors,
         };

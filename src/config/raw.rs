@@ -66,11 +66,16 @@ pub struct RawSettings {
     pub update_interval: Option<String>,
 }
 
+// The settings fields are repeated rather than flattened: serde's flatten would swallow
+// unknown keys, and a typo like `of = 0.2` must be reported.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct RawDetect {
-    #[serde(flatten)]
-    pub defaults: RawSettings,
+    pub on: Option<f32>,
+    pub off: Option<f32>,
+    pub min_duration: Option<String>,
+    pub hold: Option<String>,
+    pub update_interval: Option<String>,
     pub watch: Vec<RawWatch>,
 }
 
@@ -79,8 +84,37 @@ pub struct RawDetect {
 pub struct RawWatch {
     pub name: Option<String>,
     pub labels: Vec<String>,
-    #[serde(flatten)]
-    pub settings: RawSettings,
+    pub on: Option<f32>,
+    pub off: Option<f32>,
+    pub min_duration: Option<String>,
+    pub hold: Option<String>,
+    pub update_interval: Option<String>,
+}
+
+impl RawDetect {
+    /// The default settings of `[detect]`.
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            on: self.on,
+            off: self.off,
+            min_duration: self.min_duration.clone(),
+            hold: self.hold.clone(),
+            update_interval: self.update_interval.clone(),
+        }
+    }
+}
+
+impl RawWatch {
+    /// The settings this watch overrides.
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            on: self.on,
+            off: self.off,
+            min_duration: self.min_duration.clone(),
+            hold: self.hold.clone(),
+            update_interval: self.update_interval.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,9 +135,9 @@ impl Default for RawOutput {
     }
 }
 
-/// Parses TOML into [`Raw`]; reports every unknown key at once, or the first type error
-/// with its key path (serde stops at the first one).
-pub fn parse(text: &str) -> Result<Raw, Vec<(String, String)>> {
+/// Parses TOML into [`Raw`] and the list of unknown keys (as errors), or fails with the
+/// unknown keys and the first type error with its key path (serde stops at the first one).
+pub fn parse(text: &str) -> Result<(Raw, Vec<(String, String)>), Vec<(String, String)>> {
     let value: toml::Value = toml::from_str(text).map_err(|e| {
         vec![(
             "(syntax)".to_owned(),
@@ -119,8 +153,7 @@ pub fn parse(text: &str) -> Result<Raw, Vec<(String, String)>> {
         .map(|k| (k, "unknown key".to_owned()))
         .collect();
     match raw {
-        Ok(raw) if errors.is_empty() => Ok(raw),
-        Ok(_) => Err(errors),
+        Ok(raw) => Ok((raw, errors)),
         Err(e) => {
             errors.push((e.path().to_string(), e.inner().to_string()));
             Err(errors)

@@ -72,7 +72,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         hold: Duration::from_secs(2),
         update_interval: Duration::from_secs(30),
     };
-    let defaults = settings(&raw.detect.defaults, &base_settings, "detect", &mut err);
+    let defaults = settings(&raw.detect.settings(), &base_settings, "detect", &mut err);
     let mut watch = Vec::new();
     for (i, w) in raw.detect.watch.iter().enumerate() {
         let key = format!("detect.watch[{i}]");
@@ -93,7 +93,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         watch.push(WatchSpec {
             name,
             labels: w.labels.clone(),
-            settings: settings(&w.settings, &defaults, &key, &mut err),
+            settings: settings(&w.settings(), &defaults, &key, &mut err),
         });
     }
     if raw.output.top_k == 0 {
