@@ -1,1 +1,78 @@
-fn main() {}
+//! Criterion benches of the pipeline stages at production shapes (16 kHz, 400/160/512,
+//! 128 mels, 1024-frame windows). Set SOUNDSENTRY_BENCH_MODELS to a colon-separated list
+//! of model folders (e.g. full-size exports from tools/export_ast.py) to bench them too.
+
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use soundsentry::audio::Resampler;
+use soundsentry::features::{Fbank, FbankConfig};
+use soundsentry::model::Model;
+
+fn noise(n: usize) -> Vec<f32> {
+    let mut s = 1u64;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+        })
+        .collect()
+}
+
+fn fbank(c: &mut Criterion) {
+    let audio = noise(160_000); // 10 s at 16 kHz → 998 frames
+    let mut g = c.benchmark_group("fbank");
+    for (name, cfg) in [("ast", FbankConfig::ast()), ("beats", FbankConfig::beats())] {
+        g.throughput(Throughput::Elements(cfg.frames_for(audio.len()) as u64));
+        g.bench_function(BenchmarkId::new("10s", name), |b| {
+            let mut fb = Fbank::new(&cfg).expect("config");
+            let mut out = Vec::with_capacity(998 * 128);
+            b.iter(|| {
+                out.clear();
+                fb.reset();
+                fb.process(&audio, &mut out)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn resample(c: &mut Criterion) {
+    let audio = noise(48_000);
+    let mut g = c.benchmark_group("resample");
+    g.throughput(Throughput::Elements(audio.len() as u64));
+    g.bench_function("48k_to_16k_1s", |b| {
+        let mut r = Resampler::new(48_000, 16_000).expect("resampler");
+        let mut out = Vec::with_capacity(20_000);
+        b.iter(|| {
+            out.clear();
+            r.process(&audio, &mut out).expect("resample")
+        })
+    });
+    g.finish();
+}
+
+fn models(c: &mut Criterion) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![
+        root.join("tests/fixtures/models/tiny-ast"),
+        root.join("tests/fixtures/models/tiny-beats"),
+    ];
+    if let Ok(extra) = std::env::var("SOUNDSENTRY_BENCH_MODELS") {
+        dirs.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+    }
+    let mut g = c.benchmark_group("model");
+    g.sample_size(10);
+    for dir in dirs {
+        let model = Model::load(&dir).expect("model");
+        let m = &model.manifest;
+        let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
+        g.bench_function(BenchmarkId::new("window", model.name()), |b| {
+            b.iter(|| model.score_prepared(&input).expect("inference"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fbank, resample, models);
+criterion_main!(benches);

@@ -38,7 +38,7 @@ pub struct RunStats {
 
 /// One line of output.
 enum Line {
-    Event(Event),
+    Event(Box<Event>),
     Scores(String),
 }
 
@@ -88,7 +88,7 @@ pub fn run(
             for e in events.drain(..) {
                 stats.events_total += 1;
                 // The writer only stops when this sender is dropped, so sends cannot fail.
-                let _ = line_tx.send(Line::Event(e));
+                let _ = line_tx.send(Line::Event(Box::new(e)));
             }
         };
         for chunk in audio_rx.iter() {
@@ -110,7 +110,7 @@ pub fn run(
         detector.finish(audio_s, &mut closing);
         for e in closing {
             stats.events_total += 1;
-            let _ = line_tx.send(Line::Event(e));
+            let _ = line_tx.send(Line::Event(Box::new(e)));
         }
         drop(line_tx);
         let written = writer

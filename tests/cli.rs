@@ -359,6 +359,6 @@ fn check_config_resolves_labels_against_the_model() {
         !stderr.contains("labels[0]") && !stderr.contains("labels[1]"),
         "{stderr}"
     );
-    let good = run_ok(bin().arg("check-config").arg(&repo("config/demo.toml")));
+    let good = run_ok(bin().arg("check-config").arg(repo("config/demo.toml")));
     assert!(String::from_utf8_lossy(&good.stdout).contains(": ok"));
 }

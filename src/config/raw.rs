@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// `(key path, message)` pairs.
+pub type Errors = Vec<(String, String)>;
+
 /// The whole file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -137,7 +140,7 @@ impl Default for RawOutput {
 
 /// Parses TOML into [`Raw`] and the list of unknown keys (as errors), or fails with the
 /// unknown keys and the first type error with its key path (serde stops at the first one).
-pub fn parse(text: &str) -> Result<(Raw, Vec<(String, String)>), Vec<(String, String)>> {
+pub fn parse(text: &str) -> Result<(Raw, Errors), Errors> {
     let value: toml::Value = toml::from_str(text).map_err(|e| {
         vec![(
             "(syntax)".to_owned(),
@@ -148,7 +151,7 @@ pub fn parse(text: &str) -> Result<(Raw, Vec<(String, String)>), Vec<(String, St
     let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut note);
     let raw: Result<Raw, _> = serde_path_to_error::deserialize(de);
-    let mut errors: Vec<(String, String)> = unknown
+    let mut errors: Errors = unknown
         .into_iter()
         .map(|k| (k, "unknown key".to_owned()))
         .collect();
