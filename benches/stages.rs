@@ -13,7 +13,9 @@ fn noise(n: usize) -> Vec<f32> {
     let mut s = 1u64;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
         })
         .collect()
@@ -59,7 +61,12 @@ fn models(c: &mut Criterion) {
         root.join("tests/fixtures/models/tiny-beats"),
     ];
     if let Ok(extra) = std::env::var("SOUNDSENTRY_BENCH_MODELS") {
-        dirs.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        dirs.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     let mut g = c.benchmark_group("model");
     g.sample_size(10);

@@ -1,0 +1,66 @@
+//! Timing probe for tools/bench-compare: prints one JSON line of our figures.
+//!
+//! `bench_probe fbank FILE.f32 BINS ITERS` — frames/s of the fbank (BEATs setting) on raw
+//! little-endian f32 samples at 16 kHz.
+//! `bench_probe model DIR ITERS` — load time and ms per window of a model folder.
+
+use std::time::Instant;
+
+use soundsentry::features::{Fbank, FbankConfig};
+use soundsentry::model::Model;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("fbank") => {
+            let bytes = std::fs::read(&args[2])?;
+            let x: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let bins: usize = args[3].parse()?;
+            let iters: usize = args[4].parse()?;
+            let cfg = FbankConfig {
+                mel_bins: bins,
+                ..FbankConfig::beats()
+            };
+            let mut fb = Fbank::new(&cfg)?;
+            let mut out = Vec::new();
+            let mut best = f64::MAX;
+            let mut frames = 0;
+            for _ in 0..iters {
+                out.clear();
+                fb.reset();
+                let t = Instant::now();
+                frames = fb.process(&x, &mut out);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            println!(
+                "{}",
+                serde_json::json!({"frames": frames, "best_s": best, "frames_per_s": frames as f64 / best})
+            );
+        }
+        Some("model") => {
+            let t = Instant::now();
+            let model = Model::load(std::path::Path::new(&args[2]))?;
+            let load_s = t.elapsed().as_secs_f64();
+            let iters: usize = args[3].parse()?;
+            let m = &model.manifest;
+            let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
+            model.score_prepared(&input)?; // warm-up
+            let mut times = Vec::new();
+            for _ in 0..iters {
+                let t = Instant::now();
+                model.score_prepared(&input)?;
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2], "ms_min": times[0]})
+            );
+        }
+        _ => anyhow::bail!("usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS"),
+    }
+    Ok(())
+}
