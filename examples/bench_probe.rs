@@ -2,7 +2,8 @@
 //!
 //! `bench_probe fbank FILE.f32 BINS ITERS` — frames/s of the fbank (BEATs setting) on raw
 //! little-endian f32 samples at 16 kHz.
-//! `bench_probe model DIR ITERS` — load time and ms per window of a model folder.
+//! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and peak RSS of a
+//! model folder.
 
 use std::time::Instant;
 
@@ -42,7 +43,8 @@ fn main() -> anyhow::Result<()> {
         }
         Some("model") => {
             let t = Instant::now();
-            let model = Model::load(std::path::Path::new(&args[2]))?;
+            let threads: usize = args.get(4).map(|t| t.parse()).transpose()?.unwrap_or(1);
+            let model = Model::load_with_threads(std::path::Path::new(&args[2]), threads)?;
             let load_s = t.elapsed().as_secs_f64();
             let iters: usize = args[3].parse()?;
             let m = &model.manifest;
@@ -57,10 +59,26 @@ fn main() -> anyhow::Result<()> {
             times.sort_by(f64::total_cmp);
             println!(
                 "{}",
-                serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2], "ms_min": times[0]})
+                serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2],
+                    "ms_min": times[0], "peak_rss_mb": peak_rss_mb()})
             );
         }
-        _ => anyhow::bail!("usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS"),
+        _ => anyhow::bail!(
+            "usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS [THREADS]"
+        ),
     }
     Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
 }

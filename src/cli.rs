@@ -47,6 +47,9 @@ pub enum Command {
         /// One JSON line per file instead of a table.
         #[arg(long)]
         json: bool,
+        /// Threads for the model's matrix products.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: u16,
     },
     /// Write the features of a file as .npy (float32).
     Fbank {

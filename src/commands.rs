@@ -58,8 +58,9 @@ pub fn classify(
     aggregate: Aggregate,
     k: usize,
     json: bool,
+    threads: usize,
 ) -> anyhow::Result<()> {
-    let model = Model::load(model_dir)?;
+    let model = Model::load_with_threads(model_dir, threads)?;
     let mut failed = 0;
     let stdout = std::io::stdout();
     for path in files {

@@ -24,7 +24,8 @@ fn main() {
             aggregate,
             top_k,
             json,
-        } => commands::classify(files, model, *aggregate, *top_k, *json),
+            threads,
+        } => commands::classify(files, model, *aggregate, *top_k, *json, *threads as usize),
         Command::Fbank {
             file,
             model,

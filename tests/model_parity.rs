@@ -118,3 +118,15 @@ fn unknown_manifest_key_is_rejected() {
     let e = load_err(&dir);
     assert!(e.contains("model.toml") && e.contains("quantised"), "{e}");
 }
+
+#[test]
+fn multithreaded_inference_gives_the_same_scores() {
+    for name in ["tiny-ast", "tiny-beats-int8"] {
+        let dir = fixture(&format!("models/{name}"));
+        let model = Model::load_with_threads(&dir, 2).expect("model");
+        let (_, input) = read_npy(&format!("models/{name}/input.npy"));
+        let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
+        let diff = max_abs_diff(&model.raw_outputs(&input).expect("inference"), &expected);
+        assert!(diff <= 1e-4, "{name} with 2 threads: {diff}");
+    }
+}

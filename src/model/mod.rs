@@ -64,12 +64,23 @@ pub struct Model {
 impl Model {
     /// Loads `dir/model.toml`, the labels and the ONNX file; optimises the graph for the
     /// manifest's window shape once. Every mismatch is reported here, never at run time.
+    /// Inference runs on the calling thread.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        Self::load_with_threads(dir, 1)
+    }
+
+    /// As [`Model::load`], with tract's matrix products spread over `threads` threads.
+    pub fn load_with_threads(dir: &Path, threads: usize) -> Result<Self, ModelError> {
         let manifest = Manifest::load(&dir.join("model.toml"))?;
         let labels_path = dir.join(&manifest.labels);
         let labels = labels::load(&labels_path)?;
         let onnx = dir.join(&manifest.onnx);
-        let runtime = Runtime::load(&onnx, manifest.window_frames, manifest.fbank.mel_bins)?;
+        let runtime = Runtime::load(
+            &onnx,
+            manifest.window_frames,
+            manifest.fbank.mel_bins,
+            threads,
+        )?;
         if runtime.num_outputs() != labels.len() {
             return Err(ModelError::Labels {
                 path: labels_path,

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -15,12 +16,19 @@ pub struct Runtime {
     frames: usize,
     bins: usize,
     outputs: usize,
+    executor: Executor,
 }
 
 impl Runtime {
     /// Loads the ONNX file, fixes the input to (1, frames, bins), optimises, and checks that
-    /// the output is one score vector. tract's reason is kept in the error.
-    pub fn load(path: &Path, frames: usize, bins: usize) -> Result<Self, ModelError> {
+    /// the output is one score vector. tract's reason is kept in the error. With `threads`
+    /// above 1, tract's matrix products run on a pool of that many threads.
+    pub fn load(
+        path: &Path,
+        frames: usize,
+        bins: usize,
+        threads: usize,
+    ) -> Result<Self, ModelError> {
         let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
             path: path.to_owned(),
             msg: format!("{stage}: {e:#}"),
@@ -78,11 +86,17 @@ impl Runtime {
         let plan = model
             .into_runnable()
             .map_err(|e| err("making the model runnable", e))?;
+        let executor = if threads > 1 {
+            Executor::multithread_with_name(threads, "soundsentry-mm")
+        } else {
+            Executor::SingleThread
+        };
         Ok(Self {
             plan,
             frames,
             bins,
             outputs,
+            executor,
         })
     }
 
@@ -102,7 +116,10 @@ impl Runtime {
             )));
         }
         let tensor = Tensor::from_shape(&[1, self.frames, self.bins], input).map_err(fail)?;
-        let out = self.plan.run(tvec!(tensor.into_tvalue())).map_err(fail)?;
+        let out = multithread_tract_scope(self.executor.clone(), || {
+            self.plan.run(tvec!(tensor.into_tvalue()))
+        })
+        .map_err(fail)?;
         let view = out[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""The comparison harness behind tools/bench-compare: ours against onnxruntime and
+kaldi-native-fbank, measured in one run on this machine.
+
+Prints a table of ratios (ours / reference), writes it to bench-out/figures.md, and ends
+with one JSON line of the figures. Run through tools/bench-compare, which installs the
+Python requirements, builds the release probe and the binary, and exports the models.
+
+Also a probe itself: `bench_compare.py ort-probe ONNX THREADS ITERS` prints onnxruntime's
+ms/window and peak RSS as JSON (a separate process, so RSS is onnxruntime's alone).
+"""
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(os.environ.get("OUT", "bench-out"))
+PROBE = os.environ.get("PROBE", "target/release/examples/bench_probe")
+BIN = os.environ.get("BIN", "target/release/soundsentry")
+
+
+def peak_rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def ort_probe(onnx, threads, iters):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
+    shape = [s if isinstance(s, int) else 998 for s in sess.get_inputs()[0].shape]
+    if Path(onnx).parent.joinpath("model.toml").exists():
+        m = re.search(r"window_frames = (\d+)", Path(onnx).parent.joinpath("model.toml").read_text())
+        shape[1] = int(m.group(1))
+    x = np.full(shape, 0.1, dtype=np.float32)
+    sess.run(None, {"features": x})
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        sess.run(None, {"features": x})
+        ts.append((time.perf_counter() - t) * 1000)
+    print(json.dumps({"ms_median": sorted(ts)[len(ts) // 2], "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_json(cmd):
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def fbank_rows(rows, figures):
+    import kaldi_native_fbank as knf
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(60 * 16000)).astype(np.float32)
+    x.tofile(OUT / "noise60.f32")
+    best = 1e9
+    for _ in range(5):
+        o = knf.FbankOptions()
+        o.frame_opts.dither = 0.0
+        o.frame_opts.samp_freq = 16000
+        o.frame_opts.window_type = "povey"
+        o.mel_opts.num_bins = 80
+        fb = knf.OnlineFbank(o)
+        xs = (x * 32768).tolist()  # conversion kept out of the timing
+        # Timed: the computation only (accept_waveform computes every ready frame);
+        # reading frames back through Python would add per-frame call overhead.
+        t = time.perf_counter()
+        fb.accept_waveform(16000, xs)
+        fb.input_finished()
+        best = min(best, time.perf_counter() - t)
+        assert fb.num_frames_ready == 1 + (len(x) - 400) // 160
+    k80 = fb.num_frames_ready / best
+    o80 = run_json([PROBE, "fbank", str(OUT / "noise60.f32"), "80", "5"])["frames_per_s"]
+    o128 = run_json([PROBE, "fbank", str(OUT / "noise60.f32"), "128", "5"])["frames_per_s"]
+    rows.append(("fbank 80 bins, frames/s (ratio: ours/knf, higher is better)", o80, k80, o80 / k80))
+    rows.append(("fbank 128 bins, frames/s (knf refuses 128 bins)", o128, None, None))
+    figures["fbank_vs_knf"] = round(o80 / k80, 3)
+
+
+def model_rows(rows, figures, models, threads_list, iters):
+    """models: list of (key, folder). Ratios are ours/onnxruntime time (lower is better)."""
+    ours_ms = {}
+    for key, d in models:
+        size_mb = (Path(d) / "model.onnx").stat().st_size / 2**20
+        for th in threads_list:
+            ours = run_json([PROBE, "model", d, str(iters), str(th)])
+            ort = run_json([sys.executable, __file__, "ort-probe", f"{d}/model.onnx", str(th), str(iters)])
+            ratio = ours["ms_median"] / ort["ms_median"]
+            rows.append((f"{key}, {th} thread{'s' if th > 1 else ''}, ms/window", ours["ms_median"],
+                         ort["ms_median"], ratio))
+            ours_ms[(key, th)] = ours["ms_median"]
+            suffix = "" if th == 1 else f"_{th}t"
+            figures[f"{key}_vs_ort{suffix}"] = round(ratio, 3)
+            if th == 1:
+                rows.append((f"{key}, peak RSS MB (file {size_mb:.0f} MB)", ours["peak_rss_mb"],
+                             ort["peak_rss_mb"], ours["peak_rss_mb"] / ort["peak_rss_mb"]))
+                figures[f"{key}_rss_over_file"] = round(ours["peak_rss_mb"] / size_mb, 3)
+    for arch in ("ast", "beats"):
+        if (f"{arch}_int8", 1) in ours_ms and (f"{arch}_fp32", 1) in ours_ms:
+            r = ours_ms[(f"{arch}_int8", 1)] / ours_ms[(f"{arch}_fp32", 1)]
+            figures[f"{arch}_int8_vs_fp32"] = round(r, 3)
+            rows.append((f"{arch} int8 / fp32, ours, 1 thread", None, None, r))
+
+
+def realtime_rows(rows, figures, model_dir, threads, seconds):
+    """End to end: `soundsentry run` on a long file (10 minutes by default) at hop 1 s,
+    as fast as possible; audio seconds per wall second >= 1 means a live daemon keeps up."""
+    wav = OUT / f"long-{seconds}s.wav"
+    if not wav.exists():
+        rng = np.random.default_rng(1)
+        n = seconds * 16000
+        t = np.arange(n) / 16000
+        x = 0.05 * rng.standard_normal(n) + 0.2 * np.sin(2 * np.pi * 440 * t) * ((t % 20) < 5)
+        with wave.open(str(wav), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    cfg = OUT / "long.toml"
+    cfg.write_text(f'[model]\npath = "{Path(model_dir).resolve()}"\nthreads = {threads}\n'
+                   f'[source]\npath = "{wav.resolve()}"\n[analysis]\nhop = "1s"\n')
+    r = subprocess.run([BIN, "run", "--config", str(cfg)], capture_output=True, text=True, check=True)
+    m = re.search(r'audio_s="([\d.]+)" wall_s="([\d.]+)".*windows_total=(\d+)', r.stderr)
+    audio_s, wall_s, windows = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    rows.append((f"run, {seconds} s file, hop 1 s, {Path(model_dir).name}, {threads} threads: audio s / wall s",
+                 audio_s / wall_s, None, None))
+    figures["realtime_factor"] = round(audio_s / wall_s, 2)
+    figures["windows_scored"] = windows
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "ort-probe":
+        ort_probe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    quick = "--quick" in sys.argv
+    seconds = 600
+    if "--e2e-seconds" in sys.argv:
+        seconds = int(sys.argv[sys.argv.index("--e2e-seconds") + 1])
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor())
+    rows, figures = [], {}
+    fbank_rows(rows, figures)
+    models = [("tiny_ast_fp32", "tests/fixtures/models/tiny-ast"),
+              ("tiny_beats_fp32", "tests/fixtures/models/tiny-beats")]
+    if not quick:
+        models += [("ast_fp32", str(OUT / "ast-full")), ("ast_int8", str(OUT / "ast-full-int8")),
+                   ("beats_fp32", str(OUT / "beats-full")), ("beats_int8", str(OUT / "beats-full-int8"))]
+    model_rows(rows, figures, models, [1] if quick else [1, 2], 3 if not quick else 5)
+    realtime_rows(rows, figures, "models/plumbing-ast-random" if quick else str(OUT / "ast-full-int8"),
+                  1 if quick else 2, 60 if quick else seconds)
+
+    def fmt(v):
+        return "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
+
+    cmd = " ".join(["tools/bench-compare"] + sys.argv[1:])
+    lines = [f"Machine: `{cpu}`, {os.cpu_count()} cores. Command: `{cmd}`.",
+             "", "| what | ours | reference | ours / reference |", "|---|---:|---:|---:|"]
+    lines += [f"| {w} | {fmt(a)} | {fmt(b)} | {fmt(r)} |" for w, a, b, r in rows]
+    table = "\n".join(lines)
+    (OUT / "figures.md").write_text(table + "\n\n```json\n" + json.dumps(figures) + "\n```\n")
+    print(table)
+    print(json.dumps({"cpu": cpu, **figures}))
+
+
+if __name__ == "__main__":
+    main()
