@@ -4,6 +4,8 @@
 //! little-endian f32 samples at 16 kHz.
 //! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and peak RSS of a
 //! model folder.
+//! `bench_probe onnx FILE ITERS` — ms per run of any ONNX file whose inputs have fixed
+//! shapes (float32, filled with 0.1), for graph-form experiments.
 
 use std::time::Instant;
 
@@ -61,6 +63,41 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2],
                     "ms_min": times[0], "peak_rss_mb": peak_rss_mb()})
+            );
+        }
+        Some("onnx") => {
+            use tract_onnx::prelude::*;
+            let iters: usize = args[3].parse()?;
+            let plan = tract_onnx::onnx()
+                .model_for_path(&args[2])?
+                .into_optimized()?
+                .into_runnable()?;
+            let inputs: TVec<TValue> = plan
+                .model()
+                .input_outlets()?
+                .iter()
+                .map(|o| {
+                    let fact = plan.model().outlet_fact(*o)?;
+                    let shape: Vec<usize> = fact
+                        .shape
+                        .as_concrete()
+                        .ok_or_else(|| anyhow::anyhow!("input shape must be fixed"))?
+                        .to_vec();
+                    let n = shape.iter().product();
+                    Ok(Tensor::from_shape(&shape, &vec![0.1f32; n])?.into_tvalue())
+                })
+                .collect::<anyhow::Result<_>>()?;
+            plan.run(inputs.clone())?;
+            let mut times = Vec::new();
+            for _ in 0..iters {
+                let t = Instant::now();
+                plan.run(inputs.clone())?;
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({"ms_median": times[times.len() / 2]})
             );
         }
         _ => anyhow::bail!(
