@@ -33,6 +33,19 @@ fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Label → score of the `top` list of one `classify --json` line.
+fn top_scores(line: &Value) -> std::collections::BTreeMap<String, f64> {
+    line["top"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .map(|t| {
+            let label = t["label"].as_str().expect("label").to_owned();
+            (label, t["score"].as_f64().expect("score"))
+        })
+        .collect()
+}
+
 fn tiny_ast() -> PathBuf {
     fixture("models/tiny-ast")
 }
@@ -70,20 +83,7 @@ fn classify_prints_top_k_and_json() {
             .arg(tiny_ast())
             .arg(&sample),
     ));
-    let by_label = |v: &Value| -> std::collections::HashMap<String, f64> {
-        v["top"]
-            .as_array()
-            .expect("top")
-            .iter()
-            .map(|t| {
-                (
-                    t["label"].as_str().expect("label").to_owned(),
-                    t["score"].as_f64().expect("score"),
-                )
-            })
-            .collect()
-    };
-    let (mean, max) = (by_label(&mean[0]), by_label(&max[0]));
+    let (mean, max) = (top_scores(&mean[0]), top_scores(&max[0]));
     assert_eq!(mean.len(), 10);
     for (label, m) in &mean {
         assert!(
@@ -105,19 +105,7 @@ fn classify_reads_any_rate_and_layout() {
                 .arg(tiny_ast())
                 .arg(fixture(f)),
         );
-        let mut top: Vec<(String, f64)> = json_lines(&out)[0]["top"]
-            .as_array()
-            .expect("top")
-            .iter()
-            .map(|t| {
-                (
-                    t["label"].as_str().expect("l").to_owned(),
-                    t["score"].as_f64().expect("s"),
-                )
-            })
-            .collect();
-        top.sort_by(|a, b| a.0.cmp(&b.0));
-        top.into_iter().map(|(_, s)| s).collect()
+        top_scores(&json_lines(&out)[0]).into_values().collect()
     };
     let a = scores("audio/tone-16k-s16.wav");
     let b = scores("audio/tone-48k-stereo.wav");

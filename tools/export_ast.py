@@ -12,7 +12,6 @@ The ONNX model takes normalised fbank features (1, frames, 128) and returns logi
 """
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,23 +85,11 @@ def main():
     name = args.name or out.name
     desc = (f"AST from {args.hf_id}" if args.hf_id else
             f"random-weight AST, hidden {args.hidden}, {args.layers} layers, seed {args.seed}")
-    common = dict(fbank={"window": "hanning", "waveform_scale": 1.0},
-                  normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,
-                  output="sigmoid", num_labels=len(labels), dynamic_frames=False)
-    ec.write_manifest(out, name=name, description=desc, quantized=False, **common)
-    ec.write_labels(out / "labels.csv", labels)
-    if args.fixture:
-        ec.save_fixture(out, inputs[0], outs[0])
-    if args.int8:
-        qdir = out.parent / f"{out.name}-int8"
-        q = ec.quantize(out / "model.onnx", qdir)
-        ec.write_manifest(qdir, name=f"{name}-int8", description=desc + ", int8", quantized=True, **common)
-        shutil.copy(out / "labels.csv", qdir / "labels.csv")
-        y = ec.ort_run(q, inputs[0])
-        print(f"{q}: int8 vs fp32 max |logit diff| = {np.abs(y - outs[0]).max():.3e}")
-        if args.fixture:
-            ec.save_fixture(qdir, inputs[0], y)
-
+    ec.write_model_folders(out, name=name, description=desc, labels=labels, inputs=inputs,
+                           outputs=outs, int8=args.int8, fixture=args.fixture,
+                           fbank={"window": "hanning", "waveform_scale": 1.0},
+                           normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,
+                           output="sigmoid", dynamic_frames=False)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,6 @@ onnxruntime must agree with PyTorch within 1e-4 or nothing is written.
 """
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -123,23 +122,11 @@ def main():
     ec.export_onnx(model, torch.from_numpy(inputs[0]), out / "model.onnx", dynamic_frames=True)
     outs = ec.check_parity(model, out / "model.onnx", inputs)
     name = args.name or out.name
-    common = dict(fbank={"window": "povey", "waveform_scale": 32768.0},
-                  normalize={"mean": BEATS_MEAN, "std": BEATS_STD}, window_frames=args.frames,
-                  output="none", num_labels=len(labels), dynamic_frames=True)
-    ec.write_manifest(out, name=name, description=desc, quantized=False, **common)
-    ec.write_labels(out / "labels.csv", labels)
-    if args.fixture:
-        ec.save_fixture(out, inputs[0], outs[0])
-    if args.int8:
-        qdir = out.parent / f"{out.name}-int8"
-        q = ec.quantize(out / "model.onnx", qdir)
-        ec.write_manifest(qdir, name=f"{name}-int8", description=desc + ", int8", quantized=True, **common)
-        shutil.copy(out / "labels.csv", qdir / "labels.csv")
-        y = ec.ort_run(q, inputs[0])
-        print(f"{q}: int8 vs fp32 max |prob diff| = {np.abs(y - outs[0]).max():.3e}")
-        if args.fixture:
-            ec.save_fixture(qdir, inputs[0], y)
-
+    ec.write_model_folders(out, name=name, description=desc, labels=labels, inputs=inputs,
+                           outputs=outs, int8=args.int8, fixture=args.fixture,
+                           fbank={"window": "povey", "waveform_scale": 32768.0},
+                           normalize={"mean": BEATS_MEAN, "std": BEATS_STD},
+                           window_frames=args.frames, output="none", dynamic_frames=True)
 
 if __name__ == "__main__":
     main()

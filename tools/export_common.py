@@ -102,6 +102,27 @@ def save_fixture(folder, x, y):
     np.save(Path(folder) / "expected.npy", y.astype(np.float32))
 
 
+def write_model_folders(out, *, name, description, labels, inputs, outputs, int8, fixture,
+                        **manifest):
+    """The fp32 folder (manifest, labels, optional fixture) and, with int8, <out>-int8 beside it."""
+    import shutil
+    write_manifest(out, name=name, description=description, quantized=False,
+                   num_labels=len(labels), **manifest)
+    write_labels(out / "labels.csv", labels)
+    if fixture:
+        save_fixture(out, inputs[0], outputs[0])
+    if int8:
+        qdir = out.parent / f"{out.name}-int8"
+        q = quantize(out / "model.onnx", qdir)
+        write_manifest(qdir, name=f"{name}-int8", description=description + ", int8",
+                       quantized=True, num_labels=len(labels), **manifest)
+        shutil.copy(out / "labels.csv", qdir / "labels.csv")
+        y = ort_run(q, inputs[0])
+        print(f"{q}: int8 vs fp32 max |output diff| = {np.abs(y - outputs[0]).max():.3e}")
+        if fixture:
+            save_fixture(qdir, inputs[0], y)
+
+
 def generic_labels(n):
     return [(f"/t/{i:03d}", f"Label {i:03d}") for i in range(n)]
 
