@@ -350,3 +350,37 @@ fn check_config_resolves_labels_against_the_model() {
     let good = run_ok(bin().arg("check-config").arg(repo("config/demo.toml")));
     assert!(String::from_utf8_lossy(&good.stdout).contains(": ok"));
 }
+
+#[test]
+fn sigint_during_a_realtime_run_ends_open_events_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &repo("samples/demo-20s.wav"),
+        "[detect]\non = 0.5\noff = 0.4\n",
+    );
+    let child = bin()
+        .args(["run", "--realtime", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = json_lines(&out);
+    let starts = events.iter().filter(|e| e["state"] == "start").count();
+    let ends = events.iter().filter(|e| e["state"] == "end").count();
+    assert_eq!(starts, ends, "every started event is ended on SIGINT");
+    let last_end = events
+        .iter()
+        .filter_map(|e| e["end_offset_s"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(last_end < 15.0, "stopped early, not at the end of the file: {last_end}");
+}
