@@ -113,6 +113,32 @@ def model_rows(rows, figures, models, threads_list, iters):
             rows.append((f"{arch} int8 / fp32, ours, 1 thread", None, None, r))
 
 
+def window_rows(rows, figures, full_dir, short_dirs, iters):
+    """Shorter AST windows (sliced position embeddings): cost, and score drift against the
+    1024-frame model on the same features (the full model sees them padded, as we pad)."""
+    import onnxruntime as ort
+    full = ort.InferenceSession(f"{full_dir}/model.onnx", providers=["CPUExecutionProvider"])
+    full_ms = run_json([PROBE, "model", full_dir, str(iters), "1"])["ms_median"]
+    mean, std = -4.2677393, 4.5689974
+    rng = np.random.default_rng(3)
+    for frames, d in short_dirs:
+        ms = run_json([PROBE, "model", d, str(iters), "1"])["ms_median"]
+        short = ort.InferenceSession(f"{d}/model.onnx", providers=["CPUExecutionProvider"])
+        drift = 0.0
+        for _ in range(3):
+            x = (rng.standard_normal((1, frames, 128)) * 0.5).astype(np.float32)
+            padded = np.full((1, 1024, 128), (0.0 - mean) / (2 * std), dtype=np.float32)
+            padded[:, :frames] = x
+            sig = lambda z: 1 / (1 + np.exp(-z))
+            a = sig(short.run(None, {"features": x})[0])
+            b = sig(full.run(None, {"features": padded})[0])
+            drift = max(drift, float(np.abs(a - b).max()))
+        rows.append((f"ast_fp32 {frames} frames, ours ms/window (ref: ours at 1024)", ms, full_ms, ms / full_ms))
+        rows.append((f"ast_fp32 {frames} frames, max score drift vs 1024 (sigmoid)", drift, None, None))
+        figures[f"ast_{frames}_vs_1024"] = round(ms / full_ms, 3)
+        figures[f"ast_{frames}_drift"] = round(drift, 4)
+
+
 def realtime_rows(rows, figures, model_dir, threads, seconds):
     """End to end: `soundsentry run` on a long file (10 minutes by default) at hop 1 s,
     as fast as possible; audio seconds per wall second >= 1 means a live daemon keeps up."""
@@ -157,6 +183,9 @@ def main():
         models += [("ast_fp32", str(OUT / "ast-full")), ("ast_int8", str(OUT / "ast-full-int8")),
                    ("beats_fp32", str(OUT / "beats-full")), ("beats_int8", str(OUT / "beats-full-int8"))]
     model_rows(rows, figures, models, [1] if quick else [1, 2], 3 if not quick else 5)
+    if not quick:
+        window_rows(rows, figures, str(OUT / "ast-full"),
+                    [(512, str(OUT / "ast-full-512")), (256, str(OUT / "ast-full-256"))], 3)
     realtime_rows(rows, figures, "models/plumbing-ast-random" if quick else str(OUT / "ast-full-int8"),
                   1 if quick else 2, 60 if quick else seconds)
 

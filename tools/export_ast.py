@@ -6,6 +6,10 @@ Either from a Hugging Face id (needs internet once), e.g.
 or with random weights of a chosen size (tests, benchmarks):
     python tools/export_ast.py --random --hidden 768 --layers 12 --heads 12 --mlp 3072 --out bench-out/ast-full
 
+--frames 512 (or 256) exports the same model for a shorter window (5.12 s, 2.56 s): the
+position embeddings are sliced, so attention costs a quarter (a sixteenth) and scores stay
+close to the full model's on sounds that fit the window.
+
 The ONNX model takes normalised fbank features (1, frames, 128) and returns logits
 (1, labels). onnxruntime must agree with PyTorch within 1e-4 or nothing is written.
 --int8 also writes <out>-int8 (onnxruntime dynamic quantisation).
@@ -35,10 +39,38 @@ def build(args):
         labels = [(f"/t/{i:03d}", n) for i, n in enumerate(names)]
     cfg = ASTConfig(hidden_size=args.hidden, num_hidden_layers=args.layers,
                     num_attention_heads=args.heads, intermediate_size=args.mlp,
-                    max_length=args.frames, num_mel_bins=128, num_labels=len(labels),
+                    max_length=args.base_frames, num_mel_bins=128, num_labels=len(labels),
                     initializer_range=args.init_range, attn_implementation="eager")
     model = ASTForAudioClassification(cfg)
     return model, labels
+
+
+def shorten(model, frames):
+    """The same AST for a shorter window: the position embeddings of the first time columns.
+
+    Patches are laid out frequency-major (12 frequency rows x T time columns, after the CLS
+    and distillation tokens), so a window of `frames` keeps, in every frequency row, the
+    embeddings of the first (frames - 16) // 10 + 1 time columns: what those patches had in
+    the full window.
+    """
+    cfg = model.config
+    if frames == cfg.max_length:
+        return model
+    if frames > cfg.max_length or frames < cfg.patch_size:
+        raise SystemExit(f"--frames {frames} must lie in {cfg.patch_size}..{cfg.max_length}")
+    emb = model.audio_spectrogram_transformer.embeddings
+    f_dim, t_dim = emb.get_shape(cfg)
+    new_cfg = cfg.__class__.from_dict({**cfg.to_dict(), "max_length": frames})
+    new_cfg._attn_implementation = "eager"
+    short = ASTForAudioClassification(new_cfg)
+    _, t_new = short.audio_spectrogram_transformer.embeddings.get_shape(new_cfg)
+    state = model.state_dict()
+    key = "audio_spectrogram_transformer.embeddings.position_embeddings"
+    pos = state[key]
+    grid = pos[:, 2:].reshape(1, f_dim, t_dim, -1)[:, :, :t_new]
+    state[key] = torch.cat([pos[:, :2], grid.reshape(1, f_dim * t_new, -1)], dim=1)
+    short.load_state_dict(state)
+    return short.eval()
 
 
 class Logits(torch.nn.Module):
@@ -61,7 +93,10 @@ def main():
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--mlp", type=int, default=3072)
-    p.add_argument("--frames", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=1024,
+                   help="window length; below the model's own (1024), position embeddings are sliced")
+    p.add_argument("--base-frames", type=int, default=1024,
+                   help="window of the random model before slicing (random weights only)")
     p.add_argument("--labels", type=int, default=527)
     p.add_argument("--label-names", help="text file, one display name per line")
     p.add_argument("--seed", type=int, default=0)
@@ -73,7 +108,7 @@ def main():
     args = p.parse_args()
 
     model, labels = build(args)
-    model.eval()
+    model = shorten(model.eval(), args.frames)
     frames = model.config.max_length
     wrapped = Logits(model).eval()
     out = args.out
