@@ -44,6 +44,7 @@ pub fn run(config: &Path, realtime: bool) -> anyhow::Result<()> {
         wall_s = format!("{:.2}", stats.wall_s),
         realtime_factor = format!("{:.1}", stats.audio_s / stats.wall_s.max(1e-9)),
         windows_total = stats.windows_total,
+        windows_skipped_total = stats.windows_skipped_total,
         events_total = stats.events_total,
         "run finished"
     );

@@ -1,7 +1,8 @@
-//! Threads and queues of `run`: source thread → analysis thread → output thread.
+//! Threads and queues of `run`: source → analysis (fbank) → inference (model, detector) → output.
 //!
 //! Everything that can fail is built before a thread starts. Shutdown goes upstream first:
-//! the source stops, the analysis drains its queue and ends open events, the output flushes.
+//! the source stops, the analysis drains its queue, the inference scores what it was given and
+//! ends open events, the output flushes.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use anyhow::Context;
 use crossbeam_channel::bounded;
 use serde::Serialize;
 
-use crate::analysis::{Analyzer, WindowScores};
+use crate::analysis::{Analyzer, Window, WindowScores};
 use crate::audio::AudioFile;
 use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
@@ -20,7 +21,9 @@ use crate::source::{replay_file, Chunk};
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
 const AUDIO_QUEUE: usize = 64;
-/// Lines between the analysis and the output thread.
+/// Windows between the analysis and the inference thread: one being scored, one waiting.
+const WINDOW_QUEUE: usize = 1;
+/// Lines between the inference and the output thread.
 const OUTPUT_QUEUE: usize = 1024;
 
 /// What a run did.
@@ -32,6 +35,8 @@ pub struct RunStats {
     pub wall_s: f64,
     /// Windows scored.
     pub windows_total: u64,
+    /// Windows dropped because the model was still busy (real-time pace only).
+    pub windows_skipped_total: u64,
     /// Event messages sent.
     pub events_total: u64,
 }
@@ -59,36 +64,39 @@ pub fn run(
     let file = AudioFile::open(path)?;
     let rate = file.sample_rate();
     let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
-    let mut analyzer = Analyzer::new(model, rate, hop_frames).context("building the analysis")?;
+    let mut analyzer =
+        Analyzer::new(&model.manifest, rate, hop_frames).context("building the analysis")?;
     let stamp = EventStamp {
         sensor: cfg.sensor_id.clone(),
         model: model.name().to_owned(),
         stream_start: jiff::Timestamp::now(),
     };
-    let mut detector = Detector::new(watches, stamp);
+    let detector = Detector::new(watches, stamp);
     let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
+    let (window_tx, window_rx) = bounded::<Window>(WINDOW_QUEUE);
     let (line_tx, line_rx) = bounded::<Line>(OUTPUT_QUEUE);
     let started = Instant::now();
     let output = &cfg.output;
+    // At real-time pace a window that finds the model busy is dropped and counted, so the
+    // fbank (and, live, the capture) never waits; replaying as fast as possible, it waits.
+    let skip_when_busy = *realtime;
 
     std::thread::scope(|s| {
         s.spawn(move || replay_file(file, *chunk, *realtime, shutdown, audio_tx));
         let writer = s.spawn(move || write_lines(out, line_rx, output.stdout));
+        let inference = s.spawn(move || score_windows(model, detector, window_rx, line_tx, output));
 
-        let mut stats = RunStats::default();
-        let mut events = Vec::new();
         let mut samples = 0u64;
+        let mut skipped = 0u64;
         let mut failure = None;
-        let mut on_window = |w: WindowScores| {
-            stats.windows_total += 1;
-            detector.process(&w, &mut events);
-            if output.scores {
-                let _ = line_tx.send(Line::Scores(scores_line(model, &w, output.top_k)));
-            }
-            for e in events.drain(..) {
-                stats.events_total += 1;
-                // The writer only stops when this sender is dropped, so sends cannot fail.
-                let _ = line_tx.send(Line::Event(Box::new(e)));
+        let mut on_window = |w: Window| {
+            if skip_when_busy {
+                if let Err(crossbeam_channel::TrySendError::Full(_)) = window_tx.try_send(w) {
+                    skipped += 1;
+                }
+            } else {
+                // The inference thread only stops when this sender is dropped.
+                let _ = window_tx.send(w);
             }
         };
         for chunk in audio_rx.iter() {
@@ -105,26 +113,81 @@ pub fn run(
         if let Err(e) = analyzer.finish(&mut on_window) {
             failure.get_or_insert(e.into());
         }
+        drop(window_tx);
         let audio_s = samples as f64 / rate as f64;
-        let mut closing = Vec::new();
-        detector.finish(audio_s, &mut closing);
-        for e in closing {
-            stats.events_total += 1;
-            let _ = line_tx.send(Line::Event(Box::new(e)));
-        }
-        drop(line_tx);
+        let scored = inference
+            .join()
+            .map_err(|_| anyhow::anyhow!("inference thread panicked"))
+            .and_then(|r| r.map(|(windows, events)| (windows, events, audio_s)));
         let written = writer
             .join()
             .map_err(|_| anyhow::anyhow!("output thread panicked"))
             .and_then(|r| r.context("writing output"));
-        stats.audio_s = audio_s;
-        stats.wall_s = started.elapsed().as_secs_f64();
-        match (failure, written) {
-            (Some(e), _) => Err(e),
-            (None, Err(e)) => Err(e),
-            (None, Ok(())) => Ok(stats),
+        if skipped > 0 {
+            tracing::warn!(
+                windows_skipped_total = skipped,
+                "the model is slower than real time"
+            );
         }
+        let (windows_total, events_total, _) = match (failure, scored, written) {
+            (Some(e), _, _) => return Err(e),
+            (None, Err(e), _) | (None, Ok(_), Err(e)) => return Err(e),
+            (None, Ok(done), Ok(())) => done,
+        };
+        Ok(RunStats {
+            audio_s,
+            wall_s: started.elapsed().as_secs_f64(),
+            windows_total,
+            windows_skipped_total: skipped,
+            events_total,
+        })
     })
+}
+
+/// The inference thread: scores each window, runs the detector, sends lines to the output.
+/// When the windows stop, it ends every open event at the end of the last window scored.
+/// Returns (windows scored, event messages).
+fn score_windows(
+    model: &Model,
+    mut detector: Detector,
+    windows: crossbeam_channel::Receiver<Window>,
+    lines: crossbeam_channel::Sender<Line>,
+    output: &crate::config::OutputConfig,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut scored, mut sent) = (0u64, 0u64);
+    let mut events = Vec::new();
+    let mut last_end = 0.0f64;
+    let send = |line: Line| {
+        // The writer only stops when this sender is dropped, so sends cannot fail.
+        let _ = lines.send(line);
+    };
+    let mut result = Ok(());
+    for w in windows.iter() {
+        let scores = match model.score_prepared(&w.input) {
+            Ok(s) => s,
+            Err(e) => {
+                result = Err(anyhow::Error::from(e));
+                break;
+            }
+        };
+        let w = WindowScores::new(&w, scores);
+        scored += 1;
+        last_end = last_end.max(w.end_s);
+        detector.process(&w, &mut events);
+        if output.scores {
+            send(Line::Scores(scores_line(model, &w, output.top_k)));
+        }
+        for e in events.drain(..) {
+            sent += 1;
+            send(Line::Event(Box::new(e)));
+        }
+    }
+    detector.finish(last_end, &mut events);
+    for e in events.drain(..) {
+        sent += 1;
+        send(Line::Event(Box::new(e)));
+    }
+    result.map(|()| (scored, sent))
 }
 
 fn write_lines(

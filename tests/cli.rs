@@ -373,7 +373,12 @@ fn sigint_during_a_realtime_run_ends_open_events_and_exits_0() {
         .expect("kill");
     assert!(killed.success());
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events = json_lines(&out);
     let starts = events.iter().filter(|e| e["state"] == "start").count();
     let ends = events.iter().filter(|e| e["state"] == "end").count();
@@ -382,5 +387,41 @@ fn sigint_during_a_realtime_run_ends_open_events_and_exits_0() {
         .iter()
         .filter_map(|e| e["end_offset_s"].as_f64())
         .fold(0.0, f64::max);
-    assert!(last_end < 15.0, "stopped early, not at the end of the file: {last_end}");
+    assert!(
+        last_end < 15.0,
+        "stopped early, not at the end of the file: {last_end}"
+    );
+}
+
+#[test]
+fn realtime_replay_scores_or_counts_every_window() {
+    // Hop 10 ms at real-time pace: the model may not keep up; every hop must then be either
+    // scored (one scores line) or counted as skipped, never lost silently.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &fixture("audio/tone-16k-s16.wav"),
+        "[analysis]\nhop = \"10ms\"\n[output]\nscores = true\n",
+    );
+    let out = run_ok(bin().args(["run", "--realtime", "--config"]).arg(&cfg));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| -> u64 {
+        let at = stderr
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{name}: {stderr}"));
+        stderr[at + name.len() + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("number")
+    };
+    let (scored, skipped) = (field("windows_total"), field("windows_skipped_total"));
+    // 8000 samples → 48 frames → 48 hops of one frame.
+    assert_eq!(scored + skipped, 48, "{stderr}");
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines.iter().filter(|l| l["type"] == "scores").count() as u64,
+        scored
+    );
 }
