@@ -186,14 +186,6 @@ impl Detector {
         }
     }
 
-    /// Labels with an open event.
-    pub fn active(&self) -> impl Iterator<Item = &str> {
-        self.watches
-            .iter()
-            .filter(|(_, s)| matches!(s, State::Active(_)))
-            .map(|(w, _)| w.name.as_str())
-    }
-
     fn end_event(&mut self, w: &Watch, open: &Open, end_s: f64, score: f32) -> Event {
         let end_s = end_s.max(open.start);
         self.event(w, open, EventState::End, score, Some(end_s))

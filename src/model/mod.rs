@@ -108,13 +108,6 @@ impl Model {
         })
     }
 
-    /// Scores one window of raw log-mel frames (row-major, `frames × mel_bins`):
-    /// pads or cuts to the model's window, normalises, runs, applies the output activation.
-    pub fn score(&self, log_mel: &[f32], frames: usize) -> Result<Vec<f32>, ModelError> {
-        let input = prepare_window(&self.manifest, log_mel, frames);
-        self.score_prepared(&input)
-    }
-
     /// Scores a window already prepared with [`prepare_window`].
     pub fn score_prepared(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
         let mut out = self.runtime.run(input)?;
