@@ -26,6 +26,26 @@ fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs a command that must fail with exit status 1; returns its output and stderr.
+fn run_fail(cmd: &mut Command) -> (Output, String) {
+    let out = cmd.output().expect("spawn soundsentry");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// Asserts that every event started in `events` was also ended.
+fn assert_every_start_ended(events: &[Value]) {
+    let starts = events.iter().filter(|e| e["state"] == "start").count();
+    let ends = events.iter().filter(|e| e["state"] == "end").count();
+    assert_eq!(starts, ends, "every started event is ended");
+}
+
 fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -157,14 +177,12 @@ fn classify_reports_each_bad_file_and_still_prints_the_good_ones() {
 #[test]
 fn broken_model_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = bin()
-        .args(["classify", "--model"])
-        .arg(dir.path())
-        .arg(fixture("audio/tone-16k.flac"))
-        .output()
-        .expect("spawn");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = run_fail(
+        bin()
+            .args(["classify", "--model"])
+            .arg(dir.path())
+            .arg(fixture("audio/tone-16k.flac")),
+    );
     assert!(
         stderr.contains("model.toml") && stderr.contains("No such file"),
         "{stderr}"
@@ -274,22 +292,13 @@ fn run_on_a_corrupt_stream_ends_open_events_and_fails() {
     let cut = dir.path().join("cut.wav");
     std::fs::write(&cut, &full[..full.len() / 2]).expect("write");
     let cfg = write_config(dir.path(), &cut, "[detect]\non = 0.5\noff = 0.4\n");
-    let out = bin()
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .expect("spawn");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run_fail(bin().arg("run").arg("--config").arg(&cfg));
     assert!(
         stderr.contains("cut.wav") && stderr.contains("truncated"),
         "{stderr}"
     );
     let events = json_lines(&out);
-    let starts = events.iter().filter(|e| e["state"] == "start").count();
-    let ends = events.iter().filter(|e| e["state"] == "end").count();
-    assert_eq!(starts, ends, "every started event is ended");
+    assert_every_start_ended(&events);
 }
 
 #[test]
@@ -315,9 +324,7 @@ fn check_config_reports_every_error_with_its_key() {
          [analysis]\nhop = \"fast\"\n[detect]\nof = 0.2\n",
     )
     .expect("write");
-    let out = bin().arg("check-config").arg(&cfg).output().expect("spawn");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = run_fail(bin().arg("check-config").arg(&cfg));
     assert!(stderr.contains("3 errors"), "{stderr}");
     for key in [
         "model.thread: unknown key",
@@ -336,9 +343,7 @@ fn check_config_resolves_labels_against_the_model() {
         &fixture("audio/tone-16k-s16.wav"),
         "[[detect.watch]]\nname = \"Alarm\"\nlabels = [\"Label 001\", \"label_002\", \"Glass\"]\n",
     );
-    let out = bin().arg("check-config").arg(&cfg).output().expect("spawn");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = run_fail(bin().arg("check-config").arg(&cfg));
     assert!(
         stderr.contains("detect.watch[0].labels[2]: \"Glass\" is not a label of the model"),
         "{stderr}"
@@ -380,9 +385,7 @@ fn sigint_during_a_realtime_run_ends_open_events_and_exits_0() {
         String::from_utf8_lossy(&out.stderr)
     );
     let events = json_lines(&out);
-    let starts = events.iter().filter(|e| e["state"] == "start").count();
-    let ends = events.iter().filter(|e| e["state"] == "end").count();
-    assert_eq!(starts, ends, "every started event is ended on SIGINT");
+    assert_every_start_ended(&events);
     let last_end = events
         .iter()
         .filter_map(|e| e["end_offset_s"].as_f64())
