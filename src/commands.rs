@@ -17,8 +17,8 @@ use crate::model::Model;
 /// before a thread starts. Label errors are reported like config errors, with key paths.
 pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
     let cfg = Config::load(path)?;
-    let model =
-        Model::load(&cfg.model_path).with_context(|| format!("{}: model.path", path.display()))?;
+    let model = Model::load_on(&cfg.model_path, cfg.threads.get(), cfg.device)
+        .with_context(|| format!("{}: model.path", path.display()))?;
     let watches = resolve_watches(&cfg.detect, &model.labels).map_err(|errors| ConfigError {
         file: path.to_owned(),
         errors,
@@ -37,7 +37,13 @@ pub fn run(config: &Path, realtime: bool) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&shutdown)).context("installing signals")?;
     }
-    tracing::info!(model = model.name(), sensor = %cfg.sensor_id, "run started");
+    tracing::info!(
+        model = model.name(),
+        sensor = %cfg.sensor_id,
+        device = %model.device(),
+        threads = cfg.threads.get(),
+        "run started"
+    );
     let stats = crate::pipeline::run(&cfg, &model, watches, &shutdown, std::io::stdout())?;
     tracing::info!(
         audio_s = format!("{:.1}", stats.audio_s),

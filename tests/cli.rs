@@ -5,26 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::fixture;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_soundsentry"))
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn soundsentry");
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use crate::util::{bin, fixture, json_lines, repo, run_ok};
 
 /// Runs a command that must fail with exit status 1; returns its output and stderr.
 fn run_fail(cmd: &mut Command) -> (Output, String) {
@@ -44,13 +25,6 @@ fn assert_every_start_ended(events: &[Value]) {
     let starts = events.iter().filter(|e| e["state"] == "start").count();
     let ends = events.iter().filter(|e| e["state"] == "end").count();
     assert_eq!(starts, ends, "every started event is ended");
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
 }
 
 /// Label → score of the `top` list of one `classify --json` line.

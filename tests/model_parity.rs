@@ -130,3 +130,43 @@ fn multithreaded_inference_gives_the_same_scores() {
         assert!(diff <= 1e-4, "{name} with 2 threads: {diff}");
     }
 }
+
+/// The vendored tract-core's i32 Sum (vendor/README.md) against naive sums, for every axis
+/// and pairs of axes of a 3-D tensor, including wrapping on overflow.
+#[test]
+fn patched_i32_sum_matches_naive_sums() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::nn::Reducer;
+    let (a, b, c) = (3usize, 5usize, 7usize);
+    let mut vals: Vec<i32> = (0..a * b * c)
+        .map(|i| (i as i32 * 7919) % 1000 - 500)
+        .collect();
+    vals[4] = i32::MAX; // the sum over its lane wraps, as i32 additions do
+    let t = Tensor::from_shape(&[a, b, c], &vals).expect("tensor");
+    let at = |i: usize, j: usize, k: usize| vals[(i * b + j) * c + k];
+    for axes in [vec![0], vec![1], vec![2], vec![0, 2], vec![1, 2]] {
+        let got = Reducer::Sum.reduce(&axes, &t).expect("sum");
+        let shape: Vec<usize> = [a, b, c]
+            .iter()
+            .enumerate()
+            .map(|(ax, &d)| if axes.contains(&ax) { 1 } else { d })
+            .collect();
+        assert_eq!(got.shape(), shape.as_slice(), "axes {axes:?}");
+        let got = got.to_plain_array_view::<i32>().expect("i32 sums");
+        let got: Vec<i32> = got.iter().copied().collect();
+        let mut want = vec![0i32; got.len()];
+        for i in 0..a {
+            for j in 0..b {
+                for k in 0..c {
+                    let o = [i, j, k];
+                    let idx = (0..3).fold(0, |acc, ax| {
+                        let pos = if axes.contains(&ax) { 0 } else { o[ax] };
+                        acc * shape[ax] + pos
+                    });
+                    want[idx] = want[idx].wrapping_add(at(i, j, k));
+                }
+            }
+        }
+        assert_eq!(got, want, "axes {axes:?}");
+    }
+}

@@ -42,6 +42,8 @@ pub struct Config {
     pub model_path: PathBuf,
     /// Matmul threads for inference.
     pub threads: std::num::NonZeroUsize,
+    /// Where inference runs (`model.device`).
+    pub device: crate::model::Device,
     /// Where audio comes from.
     pub source: SourceConfig,
     /// Time between windows.

@@ -24,6 +24,7 @@ pub struct Raw {
 pub struct RawModel {
     pub path: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

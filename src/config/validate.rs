@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{Raw, RawSettings};
 use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
-use crate::model::Label;
+use crate::model::{Device, Label};
 
 type Errors = Vec<(String, String)>;
 
@@ -35,6 +35,16 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         err("model.threads", "must be at least 1".into());
         NonZeroUsize::MIN
     });
+    let device = raw
+        .model
+        .device
+        .as_deref()
+        .unwrap_or("cpu")
+        .parse::<Device>()
+        .unwrap_or_else(|e| {
+            err("model.device", e);
+            Device::Cpu
+        });
     let source = match raw.source.kind.as_str() {
         "file" => {
             let path = raw.source.path.map(|p| base.join(p)).unwrap_or_else(|| {
@@ -103,6 +113,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         sensor_id,
         model_path,
         threads,
+        device,
         source,
         hop,
         detect: DetectConfig { defaults, watch },
@@ -260,12 +271,13 @@ mod tests {
     #[test]
     fn every_invalid_value_is_reported_with_its_key() {
         let e = errors(
-            "[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
+            "[model]\ndevice = \"tpu\"\n[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
              [[detect.watch]]\nlabels = []\non = 0.6\noff = 0.9\n",
         );
         let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
         for k in [
             "model.path",
+            "model.device",
             "source.kind",
             "analysis.hop",
             "detect.on",

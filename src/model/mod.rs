@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use manifest::{Activation, Manifest, Normalize};
-pub use runtime::Runtime;
+pub use runtime::{Device, Runtime};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,12 @@ impl Model {
 
     /// As [`Model::load`], with tract's matrix products spread over `threads` threads.
     pub fn load_with_threads(dir: &Path, threads: usize) -> Result<Self, ModelError> {
+        Self::load_on(dir, threads, Device::Cpu)
+    }
+
+    /// As [`Model::load`], on `device` with `threads` matmul threads. CUDA that is not usable
+    /// here falls back to the CPU with a warning; [`Model::device`] tells which one runs.
+    pub fn load_on(dir: &Path, threads: usize, device: Device) -> Result<Self, ModelError> {
         let manifest = Manifest::load(&dir.join("model.toml"))?;
         let labels_path = dir.join(&manifest.labels);
         let labels = labels::load(&labels_path)?;
@@ -80,6 +86,7 @@ impl Model {
             manifest.window_frames,
             manifest.fbank.mel_bins,
             threads,
+            device,
         )?;
         if runtime.num_outputs() != labels.len() {
             return Err(ModelError::Labels {
@@ -120,6 +127,11 @@ impl Model {
     /// Runs the ONNX graph on a prepared window and returns its raw outputs.
     pub fn raw_outputs(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
         self.runtime.run(input)
+    }
+
+    /// The device inference runs on.
+    pub fn device(&self) -> Device {
+        self.runtime.device()
     }
 
     /// The model's name from its manifest.

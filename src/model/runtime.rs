@@ -1,22 +1,57 @@
 //! tract runtime: load, optimise and make runnable once, then run windows.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::{Runnable, State};
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
 use super::ModelError;
 
-/// An optimised tract plan for a fixed input shape (1, frames, mel_bins).
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// tract's CPU runtime (the default).
+    #[default]
+    Cpu,
+    /// tract's CUDA runtime; needs the `cuda` cargo feature and a GPU with its libraries,
+    /// otherwise the CPU is used and a warning says why.
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!("unknown device {other:?}: use \"cpu\" or \"cuda\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// An optimised tract plan for a fixed input shape (1, frames, mel_bins), with one run state
+/// kept between windows.
 pub struct Runtime {
-    plan: Arc<TypedRunnableModel>,
+    _plan: Box<dyn Runnable>,
+    state: Mutex<Box<dyn State>>,
     frames: usize,
     bins: usize,
     outputs: usize,
     executor: Executor,
+    device: Device,
 }
 
 impl Runtime {
@@ -28,6 +63,7 @@ impl Runtime {
         frames: usize,
         bins: usize,
         threads: usize,
+        device: Device,
     ) -> Result<Self, ModelError> {
         let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
             path: path.to_owned(),
@@ -66,8 +102,9 @@ impl Runtime {
         let model = model
             .with_input_fact(0, f32::fact([1, frames, bins]).into())
             .map_err(|e| err("setting the input shape", e))?
-            .into_optimized()
-            .map_err(|e| err("optimising for the manifest's input shape", e))?;
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| err("typing the graph for the manifest's input shape", e))?;
         let out = model
             .output_fact(0)
             .map_err(|e| err("no output", e))?
@@ -83,8 +120,10 @@ impl Runtime {
                 })
             }
         };
-        let plan = model
-            .into_runnable()
+        let (plan, device) = prepare(model, device)
+            .map_err(|e| err("optimising for the manifest's input shape", e))?;
+        let state = plan
+            .spawn()
             .map_err(|e| err("making the model runnable", e))?;
         let executor = if threads > 1 {
             Executor::multithread_with_name(threads, "soundsentry-mm")
@@ -92,12 +131,19 @@ impl Runtime {
             Executor::SingleThread
         };
         Ok(Self {
-            plan,
+            _plan: plan,
+            state: Mutex::new(state),
             frames,
             bins,
             outputs,
             executor,
+            device,
         })
+    }
+
+    /// The device inference actually runs on (the CPU when CUDA was asked for but is absent).
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Number of scores per window.
@@ -116,11 +162,48 @@ impl Runtime {
             )));
         }
         let tensor = Tensor::from_shape(&[1, self.frames, self.bins], input).map_err(fail)?;
+        // The state is only shared with the caller's own thread; a poisoned lock means an
+        // earlier run panicked inside tract, and its state is still a valid state to reuse.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let out = multithread_tract_scope(self.executor.clone(), || {
-            self.plan.run(tvec!(tensor.into_tvalue()))
+            state.run(tvec!(tensor.into_tvalue()))
         })
         .map_err(fail)?;
         let view = out[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// Makes the optimised model runnable on `device`, or on the CPU with a warning when CUDA is
+/// not usable here.
+fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>, Device)> {
+    if device == Device::Cuda {
+        match cuda_runtime() {
+            Ok(rt) => return Ok((rt.prepare(model)?, Device::Cuda)),
+            Err(why) => {
+                tracing::warn!(reason = %why, "model.device = \"cuda\" unavailable; running on the CPU")
+            }
+        }
+    }
+    Ok((
+        Box::new(model.into_optimized()?.into_runnable()?),
+        Device::Cpu,
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_runtime() -> Result<&'static dyn tract_onnx::tract_core::runtime::Runtime, String> {
+    // Linking tract-cuda registers its runtime under the name "cuda".
+    use tract_cuda as _;
+    let rt = tract_onnx::tract_core::runtime::runtime_for_name("cuda")
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or_else(|| "tract's CUDA runtime is not registered".to_string())?;
+    rt.check()
+        .map_err(|e| format!("no usable GPU or CUDA libraries: {e:#}"))?;
+    Ok(rt)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_runtime() -> Result<&'static dyn tract_onnx::tract_core::runtime::Runtime, String> {
+    Err("this build has no CUDA support (build with `--features cuda`)".into())
 }
