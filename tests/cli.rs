@@ -402,3 +402,25 @@ fn realtime_replay_scores_or_counts_every_window() {
         scored
     );
 }
+
+#[test]
+fn cuda_device_without_a_usable_gpu_runs_on_the_cpu_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("cuda.toml");
+    let text = format!(
+        "[model]\npath = {:?}\nthreads = 2\ndevice = \"cuda\"\n[source]\npath = {:?}\n",
+        tiny_ast(),
+        repo("samples/demo-20s.wav")
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    let out = run_ok(bin().arg("run").arg("--config").arg(&cfg));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("model.device = \"cuda\" unavailable; running on the CPU"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("device=cpu") && stderr.contains("threads=2"),
+        "{stderr}"
+    );
+}
