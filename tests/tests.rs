@@ -4,5 +4,6 @@ mod util;
 
 mod audio_files;
 mod cli;
+mod demo_scene;
 mod fbank_parity;
 mod model_parity;

@@ -165,6 +165,21 @@ def realtime_rows(rows, figures, model_dir, threads, seconds):
     figures["windows_scored"] = windows
 
 
+BEGIN, END = "<!-- bench-compare:latest -->", "<!-- /bench-compare:latest -->"
+
+
+def write_latest(block):
+    """Replaces the marked 'latest run' section of BENCHMARKS.md with this run's table."""
+    path = Path("BENCHMARKS.md")
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"BENCHMARKS.md has no {BEGIN} section; table left in {OUT / 'figures.md'}")
+        return
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + BEGIN + "\n" + block + END + tail)
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "ort-probe":
         ort_probe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -178,7 +193,9 @@ def main():
     rows, figures = [], {}
     fbank_rows(rows, figures)
     models = [("tiny_ast_fp32", "tests/fixtures/models/tiny-ast"),
-              ("tiny_beats_fp32", "tests/fixtures/models/tiny-beats")]
+              ("tiny_beats_fp32", "tests/fixtures/models/tiny-beats"),
+              ("default_fp32", "models/sitehome-tiny-ast"),
+              ("default_int8", "models/sitehome-tiny-ast-int8")]
     if not quick:
         models += [("ast_fp32", str(OUT / "ast-full")), ("ast_int8", str(OUT / "ast-full-int8")),
                    ("beats_fp32", str(OUT / "beats-full")), ("beats_int8", str(OUT / "beats-full-int8"))]
@@ -186,7 +203,7 @@ def main():
     if not quick:
         window_rows(rows, figures, str(OUT / "ast-full"),
                     [(512, str(OUT / "ast-full-512")), (256, str(OUT / "ast-full-256"))], 3)
-    realtime_rows(rows, figures, "models/plumbing-ast-random" if quick else str(OUT / "ast-full-int8"),
+    realtime_rows(rows, figures, "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
                   1 if quick else 2, 60 if quick else seconds)
 
     def fmt(v):
@@ -197,7 +214,9 @@ def main():
              "", "| what | ours | reference | ours / reference |", "|---|---:|---:|---:|"]
     lines += [f"| {w} | {fmt(a)} | {fmt(b)} | {fmt(r)} |" for w, a, b, r in rows]
     table = "\n".join(lines)
-    (OUT / "figures.md").write_text(table + "\n\n```json\n" + json.dumps(figures) + "\n```\n")
+    block = table + "\n\n```json\n" + json.dumps(figures) + "\n```\n"
+    (OUT / "figures.md").write_text(block)
+    write_latest(f"Measured {time.strftime('%Y-%m-%d')}. " + block)
     print(table)
     print(json.dumps({"cpu": cpu, **figures}))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Exports an AST (transformers.ASTForAudioClassification) to a soundsentry model folder.
 
-Either from a Hugging Face id (needs internet once), e.g.
+Either from a Hugging Face id (needs internet once) or a saved checkpoint folder, e.g.
     python tools/export_ast.py --hf-id MIT/ast-finetuned-audioset-10-10-0.4593 --out models/ast-audioset
 or with random weights of a chosen size (tests, benchmarks):
     python tools/export_ast.py --random --hidden 768 --layers 12 --heads 12 --mlp 3072 --out bench-out/ast-full
@@ -31,6 +31,11 @@ def build(args):
     if args.hf_id:
         model = ASTForAudioClassification.from_pretrained(args.hf_id, attn_implementation="eager")
         labels = [(f"/hf/{i}", model.config.id2label[i]) for i in range(model.config.num_labels)]
+        if args.labels_csv:
+            labels = read_labels_csv(args.labels_csv)
+            if len(labels) != model.config.num_labels:
+                raise SystemExit(f"{args.labels_csv}: {len(labels)} labels, the model has "
+                                 f"{model.config.num_labels} outputs")
         return model, labels
     torch.manual_seed(args.seed)
     labels = ec.generic_labels(args.labels)
@@ -43,6 +48,14 @@ def build(args):
                     initializer_range=args.init_range, attn_implementation="eager")
     model = ASTForAudioClassification(cfg)
     return model, labels
+
+
+def read_labels_csv(path):
+    """(mid, display_name) pairs from an AudioSet-style index,mid,display_name file."""
+    import csv
+    with open(path, newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: int(r["index"]))
+    return [(r["mid"], r["display_name"]) for r in rows]
 
 
 def shorten(model, frames):
@@ -93,22 +106,26 @@ def main():
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--mlp", type=int, default=3072)
-    p.add_argument("--frames", type=int, default=1024,
-                   help="window length; below the model's own (1024), position embeddings are sliced")
+    p.add_argument("--frames", type=int,
+                   help="window length (default: the model's own); below it, position embeddings are sliced")
     p.add_argument("--base-frames", type=int, default=1024,
                    help="window of the random model before slicing (random weights only)")
     p.add_argument("--labels", type=int, default=527)
     p.add_argument("--label-names", help="text file, one display name per line")
+    p.add_argument("--labels-csv", help="with --hf-id: index,mid,display_name file naming the outputs")
+    p.add_argument("--description", help="model.toml description (default: where the weights came from)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-range", type=float, default=0.02,
                    help="std of random weights (larger gives livelier outputs for parity tests)")
     p.add_argument("--int8", action="store_true")
+    p.add_argument("--int8-attention", action="store_true",
+                   help="with --int8: quantise the attention products too (default: weights only)")
     p.add_argument("--fixture", action="store_true",
                    help="also save input.npy / expected.npy (onnxruntime output) in the folder")
     args = p.parse_args()
 
     model, labels = build(args)
-    model = shorten(model.eval(), args.frames)
+    model = shorten(model.eval(), args.frames or model.config.max_length)
     frames = model.config.max_length
     wrapped = Logits(model).eval()
     out = args.out
@@ -118,10 +135,11 @@ def main():
     ec.export_onnx(wrapped, torch.from_numpy(inputs[0]), out / "model.onnx", dynamic_frames=False)
     outs = ec.check_parity(wrapped, out / "model.onnx", inputs)
     name = args.name or out.name
-    desc = (f"AST from {args.hf_id}" if args.hf_id else
+    desc = args.description or (f"AST from {args.hf_id}" if args.hf_id else
             f"random-weight AST, hidden {args.hidden}, {args.layers} layers, seed {args.seed}")
     ec.write_model_folders(out, name=name, description=desc, labels=labels, inputs=inputs,
                            outputs=outs, int8=args.int8, fixture=args.fixture,
+                           int8_attention=args.int8_attention,
                            fbank={"window": "hanning", "waveform_scale": 1.0},
                            normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,
                            output="sigmoid", dynamic_frames=False)

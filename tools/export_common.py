@@ -82,12 +82,14 @@ def check_parity(module, path, inputs):
     return outs
 
 
-def quantize(fp32_path, out_folder):
-    """onnxruntime dynamic int8 quantisation of the MatMul weights."""
+def quantize(fp32_path, out_folder, attention=False):
+    """onnxruntime dynamic int8 quantisation of the MatMul weights; with `attention`, the
+    attention products (both operands computed at run time) are quantised too."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     out_folder.mkdir(parents=True, exist_ok=True)
     q = out_folder / "model.onnx"
-    quantize_dynamic(str(fp32_path), str(q), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(fp32_path), str(q), weight_type=QuantType.QInt8,
+                     extra_options={"MatMulConstBOnly": not attention})
     return q
 
 
@@ -103,7 +105,7 @@ def save_fixture(folder, x, y):
 
 
 def write_model_folders(out, *, name, description, labels, inputs, outputs, int8, fixture,
-                        **manifest):
+                        int8_attention=False, **manifest):
     """The fp32 folder (manifest, labels, optional fixture) and, with int8, <out>-int8 beside it."""
     import shutil
     write_manifest(out, name=name, description=description, quantized=False,
@@ -113,7 +115,7 @@ def write_model_folders(out, *, name, description, labels, inputs, outputs, int8
         save_fixture(out, inputs[0], outputs[0])
     if int8:
         qdir = out.parent / f"{out.name}-int8"
-        q = quantize(out / "model.onnx", qdir)
+        q = quantize(out / "model.onnx", qdir, attention=int8_attention)
         write_manifest(qdir, name=f"{name}-int8", description=description + ", int8",
                        quantized=True, num_labels=len(labels), **manifest)
         shutil.copy(out / "labels.csv", qdir / "labels.csv")

@@ -20,7 +20,7 @@ def speech(text, voice):
     with tempfile.TemporaryDirectory() as d:
         raw, out = Path(d) / "s.wav", Path(d) / "s.raw"
         subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", str(SR), "-c", "1", "-b", "16", "-e",
+        subprocess.run(["sox", str(raw), "-D", "-r", str(SR), "-c", "1", "-b", "16", "-e",
                         "signed-integer", "-t", "raw", str(out)], check=True)
         return np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
 
