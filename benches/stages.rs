@@ -59,6 +59,9 @@ fn models(c: &mut Criterion) {
     let mut dirs = vec![
         root.join("tests/fixtures/models/tiny-ast"),
         root.join("tests/fixtures/models/tiny-beats"),
+        // the bundled default model, at its production window
+        root.join("models/sitehome-tiny-ast"),
+        root.join("models/sitehome-tiny-ast-int8"),
     ];
     if let Ok(extra) = std::env::var("SOUNDSENTRY_BENCH_MODELS") {
         dirs.extend(

@@ -2,7 +2,8 @@
 //!
 //! `bench_probe fbank FILE.f32 BINS ITERS` — frames/s of the fbank (BEATs setting) on raw
 //! little-endian f32 samples at 16 kHz.
-//! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and peak RSS of a
+//! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and RSS (peak, after
+//! the load, after the runs) of a
 //! model folder.
 //! `bench_probe onnx FILE ITERS` — ms per run of any ONNX file whose inputs have fixed
 //! shapes (float32, filled with 0.1), for graph-form experiments.
@@ -48,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             let threads: usize = args.get(4).map(|t| t.parse()).transpose()?.unwrap_or(1);
             let model = Model::load_with_threads(std::path::Path::new(&args[2]), threads)?;
             let load_s = t.elapsed().as_secs_f64();
+            let (load_peak, after_load) = (status_mb("VmHWM:"), status_mb("VmRSS:"));
             let iters: usize = args[3].parse()?;
             let m = &model.manifest;
             let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
@@ -62,7 +64,9 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2],
-                    "ms_min": times[0], "peak_rss_mb": peak_rss_mb()})
+                    "ms_min": times[0], "peak_rss_mb": peak_rss_mb(),
+                    "load_peak_rss_mb": load_peak, "rss_after_load_mb": after_load,
+                    "rss_after_runs_mb": status_mb("VmRSS:")})
             );
         }
         Some("onnx") => {
@@ -109,11 +113,16 @@ fn main() -> anyhow::Result<()> {
 
 /// Peak resident set size of this process (VmHWM), MB.
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// A memory line of /proc/self/status (e.g. "VmRSS:"), MB.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod features;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod source;

@@ -108,6 +108,8 @@ impl Model {
                 ),
             });
         }
+        // The optimiser's copies of the weights are gone; give their pages back.
+        crate::memory::release_free_heap();
         Ok(Self {
             manifest,
             labels,
