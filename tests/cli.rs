@@ -205,9 +205,14 @@ fn fbank_writes_raw_frames_and_model_windows() {
 }
 
 fn write_config(dir: &Path, audio: &Path, extra: &str) -> PathBuf {
+    write_config_with_model_keys(dir, audio, "", extra)
+}
+
+/// A config on the tiny AST and `audio`, with more `[model]` keys and more sections.
+fn write_config_with_model_keys(dir: &Path, audio: &Path, model: &str, extra: &str) -> PathBuf {
     let cfg = dir.join("soundsentry.toml");
     let text = format!(
-        "sensor_id = \"test-sensor\"\n[model]\npath = {:?}\n[source]\npath = {:?}\n{extra}",
+        "sensor_id = \"test-sensor\"\n[model]\npath = {:?}\n{model}[source]\npath = {:?}\n{extra}",
         tiny_ast(),
         audio
     );
@@ -406,13 +411,12 @@ fn realtime_replay_scores_or_counts_every_window() {
 #[test]
 fn cuda_device_without_a_usable_gpu_runs_on_the_cpu_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("cuda.toml");
-    let text = format!(
-        "[model]\npath = {:?}\nthreads = 2\ndevice = \"cuda\"\n[source]\npath = {:?}\n",
-        tiny_ast(),
-        repo("samples/demo-20s.wav")
+    let cfg = write_config_with_model_keys(
+        dir.path(),
+        &repo("samples/demo-20s.wav"),
+        "threads = 2\ndevice = \"cuda\"\n",
+        "",
     );
-    std::fs::write(&cfg, text).expect("write config");
     let out = run_ok(bin().arg("run").arg("--config").arg(&cfg));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

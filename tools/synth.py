@@ -183,10 +183,9 @@ def power_tool(rng, n):
 def engine(rng, n):
     rpm_hz = rng.uniform(15, 60) * smooth_env(rng, n, 0.3, 0.15)
     firing = harmonic(rpm_hz, 20, rng.uniform(0.6, 1.2), rng)
-    t = t_axis(n)
     am = 1 + rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * np.cumsum(rpm_hz / 2) / SR)
     rumble = fft_filter(rng.standard_normal(n), hi=rng.uniform(300, 900)) * rng.uniform(0.3, 1.0)
-    return norm(fft_filter(firing * am + rumble, hi=rng.uniform(1500, 4000)) + 0 * t)
+    return norm(fft_filter(firing * am + rumble, hi=rng.uniform(1500, 4000)))
 
 
 def reversing_beeps(rng, n):

@@ -42,10 +42,9 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// An optimised tract plan for a fixed input shape (1, frames, mel_bins), with one run state
-/// kept between windows.
+/// A run state of an optimised tract plan for a fixed input shape (1, frames, mel_bins), kept
+/// between windows (the state holds its plan).
 pub struct Runtime {
-    _plan: Box<dyn Runnable>,
     state: Mutex<Box<dyn State>>,
     frames: usize,
     bins: usize,
@@ -131,7 +130,6 @@ impl Runtime {
             Executor::SingleThread
         };
         Ok(Self {
-            _plan: plan,
             state: Mutex::new(state),
             frames,
             bins,
