@@ -72,10 +72,18 @@ fn main() -> anyhow::Result<()> {
         Some("onnx") => {
             use tract_onnx::prelude::*;
             let iters: usize = args[3].parse()?;
-            let plan = tract_onnx::onnx()
+            let mut model = tract_onnx::onnx()
                 .model_for_path(&args[2])?
-                .into_optimized()?
-                .into_runnable()?;
+                .into_typed()?
+                .into_decluttered()?;
+            // `unfused` as a fourth argument measures tract's own attention.
+            let fused = if args.get(4).map(String::as_str) == Some("unfused") {
+                0
+            } else {
+                soundsentry::model::fuse_attention(&mut model)?
+            };
+            eprintln!("fused attention blocks: {fused}");
+            let plan = model.into_optimized()?.into_runnable()?;
             let inputs: TVec<TValue> = plan
                 .model()
                 .input_outlets()?

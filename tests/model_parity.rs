@@ -170,3 +170,97 @@ fn patched_i32_sum_matches_naive_sums() {
         assert_eq!(got, want, "axes {axes:?}");
     }
 }
+
+/// The model of `dir` typed for its window, as the runtime sees it before optimising.
+fn typed_model(dir: &Path) -> tract_onnx::prelude::TypedModel {
+    use tract_onnx::prelude::*;
+    let manifest = Model::load(dir).expect("model loads").manifest;
+    tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(dir.join(&manifest.onnx))
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, manifest.window_frames, 128]).into()))
+        .and_then(|m| m.into_typed())
+        .and_then(|m| m.into_decluttered())
+        .expect("model types")
+}
+
+fn run_typed(model: tract_onnx::prelude::TypedModel, input: &[f32]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let shape: Vec<usize> = model
+        .input_fact(0)
+        .expect("input")
+        .shape
+        .as_concrete()
+        .expect("fixed")
+        .to_vec();
+    let plan = model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .expect("runnable");
+    let out = plan
+        .run(tvec!(Tensor::from_shape(&shape, input)
+            .expect("input")
+            .into_tvalue()))
+        .expect("runs");
+    out[0]
+        .to_plain_array_view::<f32>()
+        .expect("f32")
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn every_attention_block_is_fused_and_scores_do_not_move() {
+    use tract_onnx::tract_core::ops::nn::Softmax;
+    let dirs = [
+        fixture("models/tiny-ast"),
+        fixture("models/tiny-ast-int8"),
+        fixture("models/tiny-beats"),
+        fixture("models/tiny-beats-int8"),
+        crate::util::repo("models/sitehome-tiny-ast"),
+        crate::util::repo("models/sitehome-tiny-ast-int8"),
+    ];
+    for dir in dirs {
+        let plain = typed_model(&dir);
+        let blocks = plain
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<Softmax>())
+            .count();
+        let mut fused = plain.clone();
+        let n = soundsentry::model::fuse_attention(&mut fused).expect("rewrite");
+        assert!(
+            blocks > 0 && n == blocks,
+            "{}: fused {n} of {blocks}",
+            dir.display()
+        );
+        assert!(
+            !fused.nodes().iter().any(|n| n.op_is::<Softmax>()),
+            "{}",
+            dir.display()
+        );
+        let len: usize = plain
+            .input_fact(0)
+            .expect("input")
+            .shape
+            .as_concrete()
+            .expect("fixed")
+            .iter()
+            .product();
+        let input: Vec<f32> = (0..len)
+            .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 5.0)
+            .collect();
+        let (a, b) = (run_typed(plain, &input), run_typed(fused, &input));
+        let diff = max_abs_diff(&a, &b);
+        println!(
+            "{:>24}: {n} blocks fused, max |diff| {diff:.2e}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        assert!(
+            diff <= 1e-5,
+            "{}: fused scores moved by {diff}",
+            dir.display()
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
+mod attention;
+mod fuse;
 mod input;
 mod labels;
 mod manifest;
@@ -7,6 +9,7 @@ mod runtime;
 
 use std::path::{Path, PathBuf};
 
+pub use fuse::fuse_attention;
 pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use manifest::{Activation, Manifest, Normalize};

@@ -183,6 +183,9 @@ fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>,
             }
         }
     }
+    let mut model = model;
+    let fused = super::fuse::fuse_attention(&mut model)?;
+    tracing::debug!(fused, "attention blocks fused");
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
         Device::Cpu,

@@ -1,0 +1,352 @@
+//! Load-time graph rewrite: finds the attention subgraphs of a decluttered model and puts the
+//! fused attention op (`attention.rs`) in their place.
+//!
+//! Matched, walking back from each Softmax over one axis (every piece but the two products is
+//! optional, and each intermediate result must have no other reader):
+//!
+//! ```text
+//! EinSum(Q, K) → [Sub(·, ReduceMax(·))] → [Mul/Div by a scalar] → [Add(bias)] → Softmax → EinSum(·, V)
+//! ```
+//!
+//! The row-max subtraction (BEATs) is dropped: softmax is invariant to a per-row shift. Any
+//! other shape of graph is left as it is, so a model this does not recognise still runs.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+
+use super::attention::{FusedAttention, Layout};
+
+/// Replaces every attention subgraph it recognises; returns how many.
+pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
+    let softmaxes: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<Softmax>())
+        .map(|n| n.id)
+        .collect();
+    let mut fused = 0;
+    for id in softmaxes {
+        if let Some(found) = Match::find(model, id) {
+            found.apply(model)?;
+            fused += 1;
+        }
+    }
+    if fused > 0 {
+        *model = std::mem::take(model).into_decluttered()?;
+    }
+    Ok(fused)
+}
+
+/// One recognised subgraph.
+struct Match {
+    q: OutletId,
+    k: OutletId,
+    v: OutletId,
+    bias: Option<OutletId>,
+    op: FusedAttention,
+    output: OutletId,
+    name: String,
+}
+
+/// The only reader of `outlet`, unless it has several or is a model output.
+fn sole_reader(model: &TypedModel, outlet: OutletId) -> Option<usize> {
+    let node = model.node(outlet.node);
+    let succ = &node.outputs[outlet.slot].successors;
+    if succ.len() != 1 || model.output_outlets().ok()?.contains(&outlet) {
+        return None;
+    }
+    Some(succ[0].node)
+}
+
+fn bin_name(model: &TypedModel, node: usize) -> Option<String> {
+    model
+        .node(node)
+        .op_as::<TypedBinOp>()
+        .map(|b| b.0.name().to_string())
+}
+
+/// The f32 value of a constant scalar (any rank, one element).
+fn scalar(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+    let k = model.outlet_fact(outlet).ok()?.konst.clone()?;
+    if k.len() != 1 || k.datum_type() != f32::datum_type() {
+        return None;
+    }
+    k.cast_to_scalar::<f32>().ok()
+}
+
+fn shape(model: &TypedModel, outlet: OutletId) -> Option<Vec<usize>> {
+    Some(
+        model
+            .outlet_fact(outlet)
+            .ok()?
+            .shape
+            .as_concrete()?
+            .to_vec(),
+    )
+}
+
+impl Match {
+    fn find(model: &TypedModel, softmax: usize) -> Option<Match> {
+        let sm = model.node(softmax);
+        let op = sm.op_as::<Softmax>()?;
+        if op.kind != SoftmaxKind::Softmax || op.quant_output_dt.is_some() || op.axes.len() != 1 {
+            return None;
+        }
+        let sm_axis = op.axes[0];
+        let scores_shape = shape(model, sm.inputs[0])?;
+        if model.outlet_fact(sm.inputs[0]).ok()?.datum_type != f32::datum_type() {
+            return None;
+        }
+        // Walk back from the softmax input.
+        let mut at = sm.inputs[0];
+        let mut bias = None;
+        let mut scale = 1f32;
+        if sole_reader(model, at)? != softmax {
+            return None;
+        }
+        if bin_name(model, at.node).as_deref() == Some("Add") {
+            let add = model.node(at.node);
+            // The bias is the operand that does not lead back to the Q·K product.
+            let (chain, b) = if Self::leads_to_product(model, add.inputs[0]) {
+                (add.inputs[0], add.inputs[1])
+            } else {
+                (add.inputs[1], add.inputs[0])
+            };
+            let bshape = shape(model, b)?;
+            if bshape.len() != scores_shape.len() {
+                return None;
+            }
+            bias = Some(b);
+            let add = at.node;
+            at = chain;
+            if sole_reader(model, at)? != add {
+                return None;
+            }
+        }
+        if let Some(name @ ("Mul" | "Div")) = bin_name(model, at.node).as_deref() {
+            let node = model.node(at.node);
+            let (chain, c) = match (scalar(model, node.inputs[0]), scalar(model, node.inputs[1])) {
+                (_, Some(c)) => (node.inputs[0], c),
+                (Some(c), None) if name == "Mul" => (node.inputs[1], c),
+                _ => return None,
+            };
+            scale = if name == "Mul" { c } else { c.recip() };
+            let mul = at.node;
+            at = chain;
+            if sole_reader(model, at)? != mul {
+                return None;
+            }
+        }
+        if bin_name(model, at.node).as_deref() == Some("Sub") {
+            // (s - max(s over the softmax axis)): a per-row shift.
+            let sub = model.node(at.node);
+            let s = sub.inputs[0];
+            let red = model.node(sub.inputs[1].node);
+            let r = red.op_as::<Reduce>()?;
+            if !matches!(r.reducer, Reducer::Max) || r.axes.as_slice() != [sm_axis] {
+                return None;
+            }
+            if red.inputs[0] != s {
+                return None;
+            }
+            let readers: Vec<usize> = model.node(s.node).outputs[s.slot]
+                .successors
+                .iter()
+                .map(|i| i.node)
+                .collect();
+            if readers.len() != 2
+                || !readers.contains(&red.id)
+                || !readers.contains(&sub.id)
+                || sole_reader(model, sub.inputs[1])? != sub.id
+            {
+                return None;
+            }
+            at = s;
+        }
+        // The Q·Kᵀ product.
+        let qk_node = model.node(at.node);
+        let qk = qk_node.op_as::<EinSum>()?;
+        if qk.q_params.is_some() || qk_node.inputs.len() != 2 || at.slot != 0 {
+            return None;
+        }
+        // The P·V product reading the softmax.
+        let pv_id = sole_reader(model, OutletId::new(softmax, 0))?;
+        let pv_node = model.node(pv_id);
+        let pv = pv_node.op_as::<EinSum>()?;
+        if pv.q_params.is_some() || pv_node.inputs.len() != 2 {
+            return None;
+        }
+        let p_slot = pv_node
+            .inputs
+            .iter()
+            .position(|i| *i == OutletId::new(softmax, 0))?;
+        let v_slot = 1 - p_slot;
+
+        // Axis roles in the scores: j = softmax axis (keys), i = queries, h = heads.
+        let in_shapes: Vec<Vec<usize>> = qk_node
+            .inputs
+            .iter()
+            .map(|i| shape(model, *i))
+            .collect::<Option<_>>()?;
+        let (mut h, mut i, mut j, mut d) = (None, None, None, None);
+        let (mut k_slot, mut q_slot) = (None, None);
+        let mut q_axes = [0usize; 3];
+        let mut k_axes = [0usize; 3];
+        for axis in qk.axes.iter_all_axes() {
+            let outs = &axis.outputs[0];
+            let ins: Vec<&[usize]> = axis.inputs.iter().map(|p| p.as_slice()).collect();
+            let size = match (outs.first(), ins.iter().position(|p| !p.is_empty())) {
+                (Some(&o), _) => scores_shape[o],
+                (None, Some(slot)) => in_shapes[slot][ins[slot][0]],
+                _ => 1,
+            };
+            if size == 1 {
+                continue; // batch axes of one element play no part
+            }
+            match (outs.as_slice(), ins[0], ins[1]) {
+                ([o], [a], [b]) => {
+                    // In both operands and the scores: heads.
+                    if h.replace(*o).is_some() {
+                        return None;
+                    }
+                    q_axes[0] = *a;
+                    k_axes[0] = *b;
+                }
+                ([o], [a], []) | ([o], [], [a]) => {
+                    let slot = if ins[0].is_empty() { 1 } else { 0 };
+                    if *o == sm_axis {
+                        j = Some(*o);
+                        k_slot = Some(slot);
+                        k_axes[1] = *a;
+                    } else {
+                        i = Some(*o);
+                        q_slot = Some(slot);
+                        q_axes[1] = *a;
+                    }
+                }
+                ([], [a], [b]) => {
+                    if d.replace((*a, *b)).is_some() {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        let (h, i, j, d) = (h?, i?, j?, d?);
+        if let Some(b) = bias {
+            let bs = shape(model, b)?;
+            let fits = bs.iter().enumerate().all(|(ax, &n)| match ax {
+                _ if ax == i || ax == j => n == scores_shape[ax],
+                _ if ax == h => n == 1 || n == scores_shape[ax],
+                _ => n == 1,
+            });
+            if !fits {
+                return None;
+            }
+        }
+        let (q_slot, k_slot) = (q_slot?, k_slot?);
+        if q_slot == k_slot {
+            return None;
+        }
+        // d positions are (slot 0, slot 1).
+        let (d_q, d_k) = if q_slot == 0 { d } else { (d.1, d.0) };
+        if q_slot == 1 {
+            // q_axes[0]/k_axes[0] were filled as (slot 0, slot 1).
+            std::mem::swap(&mut q_axes[0], &mut k_axes[0]);
+        }
+        q_axes[2] = d_q;
+        k_axes[2] = d_k;
+
+        // Axis roles in P·V.
+        let v_shape = shape(model, pv_node.inputs[v_slot])?;
+        let out_shape = shape(model, OutletId::new(pv_id, 0))?;
+        let mut v_axes = [usize::MAX; 3];
+        let mut out_axes = [usize::MAX; 3];
+        for axis in pv.axes.iter_all_axes() {
+            let p = axis.inputs[p_slot].as_slice();
+            let vv = axis.inputs[v_slot].as_slice();
+            let o = axis.outputs[0].as_slice();
+            let size = p
+                .iter()
+                .map(|&a| scores_shape[a])
+                .chain(vv.iter().map(|&a| v_shape[a]))
+                .chain(o.iter().map(|&a| out_shape[a]))
+                .max()
+                .unwrap_or(1);
+            if size == 1 {
+                continue;
+            }
+            match (p, vv, o) {
+                ([p], [v], [o]) if *p == h => {
+                    v_axes[0] = *v;
+                    out_axes[0] = *o;
+                }
+                ([p], [], [o]) if *p == i => out_axes[1] = *o,
+                ([p], [v], []) if *p == j => v_axes[1] = *v,
+                ([], [v], [o]) => {
+                    if v_axes[2] != usize::MAX {
+                        return None;
+                    }
+                    v_axes[2] = *v;
+                    out_axes[2] = *o;
+                }
+                _ => return None,
+            }
+        }
+        if v_axes.contains(&usize::MAX) || out_axes.contains(&usize::MAX) {
+            return None;
+        }
+        let layout = |axes: [usize; 3], rank: usize| Layout { axes, rank };
+        let op = FusedAttention {
+            q: layout(q_axes, in_shapes[q_slot].len()),
+            k: layout(k_axes, in_shapes[k_slot].len()),
+            v: layout(v_axes, v_shape.len()),
+            bias: bias.map(|_| layout([h, i, j], scores_shape.len())),
+            out: layout(out_axes, out_shape.len()),
+            out_shape: out_shape.into(),
+            scale,
+        };
+        Some(Match {
+            q: qk_node.inputs[q_slot],
+            k: qk_node.inputs[k_slot],
+            v: pv_node.inputs[v_slot],
+            bias,
+            op,
+            output: OutletId::new(pv_id, 0),
+            name: pv_node.name.clone(),
+        })
+    }
+
+    /// Whether `outlet` comes from the Q·K product through the optional Mul/Div/Sub steps.
+    fn leads_to_product(model: &TypedModel, outlet: OutletId) -> bool {
+        let mut at = outlet;
+        for _ in 0..3 {
+            let node = model.node(at.node);
+            if node.op_is::<EinSum>() {
+                return true;
+            }
+            match bin_name(model, at.node).as_deref() {
+                Some("Mul" | "Div" | "Sub") => at = node.inputs[0],
+                _ => return false,
+            }
+        }
+        model.node(at.node).op_is::<EinSum>()
+    }
+
+    fn apply(self, model: &mut TypedModel) -> TractResult<()> {
+        let mut patch = TypedModelPatch::new("fused attention");
+        let mut inputs = vec![
+            patch.tap_model(model, self.q)?,
+            patch.tap_model(model, self.k)?,
+            patch.tap_model(model, self.v)?,
+        ];
+        if let Some(b) = self.bias {
+            inputs.push(patch.tap_model(model, b)?);
+        }
+        let out = patch.wire_node(format!("{}.fused_attention", self.name), self.op, &inputs)?[0];
+        patch.shunt_outside(model, self.output, out)?;
+        patch.apply(model)
+    }
+}
