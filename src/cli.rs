@@ -29,6 +29,10 @@ pub enum Command {
         /// Replay a file source at real-time pace instead of as fast as possible.
         #[arg(long)]
         realtime: bool,
+        /// Publish to this MQTT broker (mqtt://HOST[:PORT] or mqtts://...), overriding
+        /// `mqtt.url` of the configuration; the other `[mqtt]` keys still apply.
+        #[arg(long, value_name = "URL")]
+        mqtt: Option<String>,
     },
     /// Classify whole audio files (WAV, FLAC, Ogg/Vorbis) in model-window chunks.
     Classify {

@@ -27,8 +27,11 @@ pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
 }
 
 /// `soundsentry run`.
-pub fn run(config: &Path, realtime: bool) -> anyhow::Result<()> {
+pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<()> {
     let (mut cfg, model, watches) = load_all(config)?;
+    if let Some(url) = mqtt {
+        cfg.set_broker(url)?;
+    }
     if realtime {
         let SourceConfig::File { realtime, .. } = &mut cfg.source;
         *realtime = true;
@@ -42,6 +45,7 @@ pub fn run(config: &Path, realtime: bool) -> anyhow::Result<()> {
         sensor = %cfg.sensor_id,
         device = %model.device(),
         threads = cfg.threads.get(),
+        mqtt = cfg.mqtt.url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "off".into()),
         "run started"
     );
     let stats = crate::pipeline::run(&cfg, &model, watches, &shutdown, std::io::stdout())?;

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod features;
 pub mod memory;
 pub mod model;
+pub mod mqtt;
 pub mod pipeline;
 pub mod source;
 pub mod window;

@@ -17,7 +17,11 @@ fn main() {
         .with_target(false)
         .init();
     let result = match &cli.command {
-        Command::Run { config, realtime } => commands::run(config, *realtime),
+        Command::Run {
+            config,
+            realtime,
+            mqtt,
+        } => commands::run(config, *realtime, mqtt.as_deref()),
         Command::Classify {
             files,
             model,

@@ -16,7 +16,8 @@ use crate::analysis::{Analyzer, Window, WindowScores};
 use crate::audio::AudioFile;
 use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
-use crate::model::Model;
+use crate::model::{slugify, Model};
+use crate::mqtt::{Health, Mqtt};
 use crate::source::{replay_file, Chunk};
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
@@ -71,6 +72,26 @@ pub fn run(
         model: model.name().to_owned(),
         stream_start: jiff::Timestamp::now(),
     };
+    let health = std::sync::Arc::new(Health::default());
+    let mqtt = match &cfg.mqtt.url {
+        Some(_) => {
+            let named = watches
+                .iter()
+                .map(|w| (w.name.clone(), slugify(&w.name)))
+                .collect();
+            Some(
+                Mqtt::start(
+                    &cfg.mqtt,
+                    &cfg.sensor_id,
+                    model.name(),
+                    named,
+                    health.clone(),
+                )
+                .context("starting MQTT")?,
+            )
+        }
+        None => None,
+    };
     let detector = Detector::new(watches, stamp);
     let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
     let (window_tx, window_rx) = bounded::<Window>(WINDOW_QUEUE);
@@ -81,10 +102,27 @@ pub fn run(
     // fbank (and, live, the capture) never waits; replaying as fast as possible, it waits.
     let skip_when_busy = *realtime;
 
-    std::thread::scope(|s| {
+    let result = std::thread::scope(|s| {
         s.spawn(move || replay_file(file, *chunk, *realtime, shutdown, audio_tx));
-        let writer = s.spawn(move || write_lines(out, line_rx, output.stdout));
-        let inference = s.spawn(move || score_windows(model, detector, window_rx, line_tx, output));
+        let sinks = Sinks {
+            events: output.stdout,
+            scores: output.scores,
+            mqtt: mqtt.as_ref(),
+            mqtt_scores: cfg.mqtt.scores,
+        };
+        let writer = s.spawn(move || write_lines(out, line_rx, sinks));
+        let health_ref = &*health;
+        let inference = s.spawn(move || {
+            score_windows(
+                model,
+                detector,
+                window_rx,
+                line_tx,
+                output,
+                cfg.mqtt.scores,
+                health_ref,
+            )
+        });
 
         let mut samples = 0u64;
         let mut skipped = 0u64;
@@ -93,6 +131,7 @@ pub fn run(
             if skip_when_busy {
                 if let Err(crossbeam_channel::TrySendError::Full(_)) = window_tx.try_send(w) {
                     skipped += 1;
+                    health.windows_skipped_total.fetch_add(1, Ordering::Relaxed);
                 }
             } else {
                 // The inference thread only stops when this sender is dropped.
@@ -141,7 +180,12 @@ pub fn run(
             windows_skipped_total: skipped,
             events_total,
         })
-    })
+    });
+    // Everything is in the outbox by now; the publisher flushes it and says offline.
+    if let Some(m) = mqtt {
+        m.shutdown();
+    }
+    result
 }
 
 /// The inference thread: scores each window, runs the detector, sends lines to the output.
@@ -153,6 +197,8 @@ fn score_windows(
     windows: crossbeam_channel::Receiver<Window>,
     lines: crossbeam_channel::Sender<Line>,
     output: &crate::config::OutputConfig,
+    mqtt_scores: bool,
+    health: &Health,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
@@ -163,6 +209,7 @@ fn score_windows(
     };
     let mut result = Ok(());
     for w in windows.iter() {
+        let t = Instant::now();
         let scores = match model.score_prepared(&w.input) {
             Ok(s) => s,
             Err(e) => {
@@ -170,47 +217,76 @@ fn score_windows(
                 break;
             }
         };
+        health.inference(t.elapsed().as_secs_f32() * 1000.0);
+        health.windows_total.fetch_add(1, Ordering::Relaxed);
         let w = WindowScores::new(&w, scores);
         scored += 1;
         last_end = last_end.max(w.end_s);
         detector.process(&w, &mut events);
-        if output.scores {
+        if output.scores || mqtt_scores {
             send(Line::Scores(scores_line(model, &w, output.top_k)));
         }
         for e in events.drain(..) {
             sent += 1;
+            health.events_total.fetch_add(1, Ordering::Relaxed);
             send(Line::Event(Box::new(e)));
         }
     }
     detector.finish(last_end, &mut events);
     for e in events.drain(..) {
         sent += 1;
+        health.events_total.fetch_add(1, Ordering::Relaxed);
         send(Line::Event(Box::new(e)));
     }
     result.map(|()| (scored, sent))
 }
 
+/// Where the output thread sends lines.
+struct Sinks<'a> {
+    /// Events on stdout.
+    events: bool,
+    /// Scores lines on stdout.
+    scores: bool,
+    /// The MQTT publisher.
+    mqtt: Option<&'a Mqtt>,
+    /// Scores on MQTT too.
+    mqtt_scores: bool,
+}
+
+/// The output thread. An event goes to the MQTT outbox (on disk when this returns) before it
+/// is printed; a failing outbox stops the run rather than lose events silently.
 fn write_lines(
     out: impl Write,
     rx: crossbeam_channel::Receiver<Line>,
-    events: bool,
-) -> std::io::Result<()> {
+    sinks: Sinks,
+) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(out);
     for line in rx.iter() {
         match line {
-            Line::Event(e) if events => {
-                serde_json::to_writer(&mut out, &e)?;
-                out.write_all(b"\n")?;
+            Line::Event(e) => {
+                if let Some(m) = sinks.mqtt {
+                    m.event(&e)?;
+                }
+                if sinks.events {
+                    serde_json::to_writer(&mut out, &e)?;
+                    out.write_all(b"\n")?;
+                }
             }
-            Line::Event(_) => {}
-            Line::Scores(s) => writeln!(out, "{s}")?,
+            Line::Scores(s) => {
+                if let (Some(m), true) = (sinks.mqtt, sinks.mqtt_scores) {
+                    m.scores(s.clone());
+                }
+                if sinks.scores {
+                    writeln!(out, "{s}")?;
+                }
+            }
         }
         // Flush per line so a reader downstream sees each event as it happens.
         if rx.is_empty() {
             out.flush()?;
         }
     }
-    out.flush()
+    Ok(out.flush()?)
 }
 
 fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {

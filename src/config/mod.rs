@@ -52,6 +52,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Outputs.
     pub output: OutputConfig,
+    /// MQTT publishing (`[mqtt]`); on when a broker URL is set.
+    pub mqtt: crate::mqtt::MqttSettings,
 }
 
 /// Audio sources.
@@ -100,6 +102,18 @@ pub struct OutputConfig {
 }
 
 impl Config {
+    /// `run --mqtt URL`: publishes to this broker, whatever the file says.
+    pub fn set_broker(&mut self, url: &str) -> anyhow::Result<()> {
+        let url = url
+            .parse::<crate::mqtt::BrokerUrl>()
+            .map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
+        if url.tls && self.mqtt.ca_file.is_none() {
+            anyhow::bail!("--mqtt {url}: an mqtts:// broker needs mqtt.ca_file in the config");
+        }
+        self.mqtt.url = Some(url);
+        Ok(())
+    }
+
     /// Reads, parses and validates a configuration file. Relative paths inside it are
     /// relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -17,6 +17,61 @@ pub struct Raw {
     pub analysis: RawAnalysis,
     pub detect: RawDetect,
     pub output: RawOutput,
+    pub mqtt: RawMqtt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawMqtt {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub keep_alive: String,
+    pub qos: u8,
+    pub prefix: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub outbox: Option<PathBuf>,
+    pub outbox_max_messages: u64,
+    pub outbox_max_mb: u64,
+    pub scores: bool,
+    pub stats_interval: String,
+    pub discovery: bool,
+    pub discovery_prefix: String,
+    pub reconnect_min: String,
+    pub reconnect_max: String,
+    pub flush_timeout: String,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        Self {
+            url: None,
+            client_id: None,
+            keep_alive: "30s".into(),
+            qos: 1,
+            prefix: "soundsentry".into(),
+            username: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            outbox: None,
+            outbox_max_messages: 100_000,
+            outbox_max_mb: 64,
+            scores: false,
+            stats_interval: "60s".into(),
+            discovery: true,
+            discovery_prefix: "homeassistant".into(),
+            reconnect_min: "1s".into(),
+            reconnect_max: "60s".into(),
+            flush_timeout: "5s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -4,10 +4,12 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{Raw, RawSettings};
+use super::raw::{Raw, RawMqtt, RawSettings};
 use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
 use crate::model::{Device, Label};
+use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
+use std::path::PathBuf;
 
 type Errors = Vec<(String, String)>;
 
@@ -109,6 +111,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
     if raw.output.top_k == 0 {
         err("output.top_k", "must be at least 1".into());
     }
+    let mqtt = mqtt(&raw.mqtt, &sensor_id, base, &mut err);
     let cfg = Config {
         sensor_id,
         model_path,
@@ -122,11 +125,144 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             scores: raw.output.scores,
             top_k: raw.output.top_k,
         },
+        mqtt,
     };
     if errs.is_empty() {
         Ok(cfg)
     } else {
         Err(errs)
+    }
+}
+
+/// The `[mqtt]` table. The password is read here, so a missing file is a config error.
+fn mqtt(
+    raw: &RawMqtt,
+    sensor_id: &str,
+    base: &Path,
+    err: &mut impl FnMut(&str, String),
+) -> MqttSettings {
+    let url = raw
+        .url
+        .as_deref()
+        .and_then(|u| u.parse::<BrokerUrl>().map_err(|e| err("mqtt.url", e)).ok());
+    if raw.qos > 2 {
+        err("mqtt.qos", format!("{} is not 0, 1 or 2", raw.qos));
+    }
+    let topic_part = |s: &str, key: &str, err: &mut dyn FnMut(&str, String)| {
+        if s.is_empty() || s.contains(['+', '#', '\0']) || s.starts_with('/') || s.ends_with('/') {
+            err(
+                key,
+                format!("{s:?} is not usable in a topic (empty, +, #, or a leading or trailing /)"),
+            );
+        }
+    };
+    topic_part(&raw.prefix, "mqtt.prefix", err);
+    topic_part(&raw.discovery_prefix, "mqtt.discovery_prefix", err);
+    let password = match (&raw.password_file, &raw.password_env) {
+        (Some(_), Some(_)) => {
+            err(
+                "mqtt.password_env",
+                "set either password_file or password_env, not both".into(),
+            );
+            None
+        }
+        (Some(f), None) => std::fs::read_to_string(base.join(f))
+            .map(|p| Secret(p.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| {
+                err(
+                    "mqtt.password_file",
+                    format!("{}: {e}", base.join(f).display()),
+                )
+            })
+            .ok(),
+        (None, Some(v)) => std::env::var(v)
+            .map(Secret)
+            .map_err(|_| {
+                err(
+                    "mqtt.password_env",
+                    format!("the environment variable {v:?} is not set"),
+                )
+            })
+            .ok(),
+        (None, None) => None,
+    };
+    if password.is_some() && raw.username.is_none() {
+        err("mqtt.username", "a password is set but no username".into());
+    }
+    let file = |p: &Option<PathBuf>, key: &str, err: &mut dyn FnMut(&str, String)| {
+        p.as_ref().map(|p| {
+            let p = base.join(p);
+            if !p.is_file() {
+                err(key, format!("{}: no such file", p.display()));
+            }
+            p
+        })
+    };
+    let ca_file = file(&raw.ca_file, "mqtt.ca_file", err);
+    let client_cert = file(&raw.client_cert, "mqtt.client_cert", err);
+    let client_key = file(&raw.client_key, "mqtt.client_key", err);
+    if client_cert.is_some() != client_key.is_some() {
+        err(
+            "mqtt.client_key",
+            "client_cert and client_key go together".into(),
+        );
+    }
+    if url.as_ref().is_some_and(|u| u.tls) && ca_file.is_none() {
+        err(
+            "mqtt.ca_file",
+            "an mqtts:// broker needs the CA file that signs its certificate".into(),
+        );
+    }
+    let reconnect_min = duration(&raw.reconnect_min, "mqtt.reconnect_min", &mut *err);
+    let reconnect_max = duration(&raw.reconnect_max, "mqtt.reconnect_max", &mut *err);
+    if reconnect_min.is_zero() || reconnect_max < reconnect_min {
+        err(
+            "mqtt.reconnect_max",
+            "need 0 < reconnect_min <= reconnect_max".into(),
+        );
+    }
+    let keep_alive = duration(&raw.keep_alive, "mqtt.keep_alive", &mut *err);
+    if keep_alive < Duration::from_secs(5) {
+        err("mqtt.keep_alive", "must be at least 5s".into());
+    }
+    let stats_interval = duration(&raw.stats_interval, "mqtt.stats_interval", &mut *err);
+    if stats_interval < Duration::from_secs(1) {
+        err("mqtt.stats_interval", "must be at least 1s".into());
+    }
+    if raw.outbox_max_messages == 0 || raw.outbox_max_mb == 0 {
+        err(
+            "mqtt.outbox_max_messages",
+            "the outbox caps must be at least 1".into(),
+        );
+    }
+    MqttSettings {
+        url,
+        client_id: raw
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("soundsentry-{}", crate::model::slugify(sensor_id))),
+        keep_alive,
+        qos: raw.qos.min(2),
+        prefix: raw.prefix.clone(),
+        username: raw.username.clone(),
+        password,
+        ca_file,
+        client_cert,
+        client_key,
+        outbox: raw
+            .outbox
+            .as_ref()
+            .map(|p| base.join(p))
+            .unwrap_or_else(default_outbox),
+        outbox_max_messages: raw.outbox_max_messages.max(1),
+        outbox_max_bytes: raw.outbox_max_mb.max(1) << 20,
+        scores: raw.scores,
+        stats_interval,
+        discovery: raw.discovery,
+        discovery_prefix: raw.discovery_prefix.clone(),
+        reconnect_min,
+        reconnect_max,
+        flush_timeout: duration(&raw.flush_timeout, "mqtt.flush_timeout", &mut *err),
     }
 }
 

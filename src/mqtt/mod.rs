@@ -1,0 +1,231 @@
+//! MQTT publishing: events and label states through a durable outbox, status with a Last Will,
+//! stats, scores and Home Assistant discovery, on a thread of its own.
+//!
+//! The output thread hands events to [`Mqtt::event`], which writes them to the outbox and
+//! returns; the publisher thread (`publisher.rs`) sends the outbox in order and removes what
+//! the broker acknowledged. A slow or absent broker therefore never holds up the analysis.
+
+mod outbox;
+mod publisher;
+mod settings;
+mod topics;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+pub use outbox::{Caps, Kind, Message, Outbox, OutboxError};
+pub use settings::{default_outbox, BrokerUrl, MqttSettings, Secret};
+pub use topics::Topics;
+
+use crate::detect::Event;
+
+/// Counters of the running daemon, published on `<base>/stats`.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    /// Windows scored.
+    pub windows_total: AtomicU64,
+    /// Windows dropped because the model was busy.
+    pub windows_skipped_total: AtomicU64,
+    /// Event messages produced.
+    pub events_total: AtomicU64,
+    inference_ms: Mutex<VecDeque<f32>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            windows_total: AtomicU64::new(0),
+            windows_skipped_total: AtomicU64::new(0),
+            events_total: AtomicU64::new(0),
+            inference_ms: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl Health {
+    /// Records one window's inference time (the last 256 are kept for the percentiles).
+    pub fn inference(&self, ms: f32) {
+        let mut q = self.inference_ms.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == 256 {
+            q.pop_front();
+        }
+        q.push_back(ms);
+    }
+
+    /// (p50, p95) of the recent inference times, ms.
+    fn percentiles(&self) -> (Option<f32>, Option<f32>) {
+        let mut v: Vec<f32> = self
+            .inference_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if v.is_empty() {
+            return (None, None);
+        }
+        v.sort_by(f32::total_cmp);
+        let at = |p: f32| v[((v.len() - 1) as f32 * p).round() as usize];
+        (Some(at(0.5)), Some(at(0.95)))
+    }
+}
+
+/// What the publisher thread and the producers share.
+struct Shared {
+    outbox: Mutex<Outbox>,
+    /// Signalled when something is queued or shutdown is asked.
+    wake: Condvar,
+    stop: AtomicBool,
+    /// Ephemeral messages (scores): sent only while connected, dropped when the queue is full.
+    ephemeral: Mutex<VecDeque<(String, Vec<u8>)>>,
+    connects_total: AtomicU64,
+    attempts_total: AtomicU64,
+}
+
+/// Handle of the MQTT publisher.
+pub struct Mqtt {
+    shared: Arc<Shared>,
+    topics: Topics,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Most scores messages waiting for the broker.
+const EPHEMERAL_QUEUE: usize = 16;
+
+impl Mqtt {
+    /// Opens the outbox and starts the publisher thread. `watches` are (name, slug) of the
+    /// watched labels: their states start OFF (queued behind anything left from an earlier
+    /// run) and, with discovery, each becomes a binary_sensor.
+    pub fn start(
+        settings: &MqttSettings,
+        sensor: &str,
+        model: &str,
+        watches: Vec<(String, String)>,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Self> {
+        let url = settings
+            .url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no MQTT broker configured"))?;
+        let caps = Caps {
+            max_messages: settings.outbox_max_messages,
+            max_bytes: settings.outbox_max_bytes,
+        };
+        let mut outbox = Outbox::open(&settings.outbox, caps)?;
+        let left = outbox.len();
+        if left > 0 {
+            tracing::info!(
+                queued = left,
+                "MQTT outbox holds messages from an earlier run; they go first"
+            );
+        }
+        let topics = Topics::new(
+            &settings.prefix,
+            sensor,
+            settings
+                .discovery
+                .then_some(settings.discovery_prefix.as_str()),
+        );
+        let initial: Vec<Message> = watches
+            .iter()
+            .map(|(_, slug)| topics.state_message(slug, "OFF"))
+            .collect();
+        note_dropped(&outbox.push(&initial)?);
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(outbox),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            ephemeral: Mutex::new(VecDeque::new()),
+            connects_total: AtomicU64::new(0),
+            attempts_total: AtomicU64::new(0),
+        });
+        let job = publisher::Publisher {
+            url,
+            settings: settings.clone(),
+            topics: topics.clone(),
+            shared: Arc::clone(&shared),
+            health,
+            watches,
+            model: model.to_owned(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || job.run())?;
+        Ok(Self {
+            shared,
+            topics,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues an event (and the label state it changes) durably; returns once it is on disk.
+    pub fn event(&self, e: &Event) -> Result<(), OutboxError> {
+        self.push(&self.topics.event_messages(e))
+    }
+
+    fn push(&self, messages: &[Message]) -> Result<(), OutboxError> {
+        let dropped = self.lock().push(messages)?;
+        note_dropped(&dropped);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// Offers a scores message; dropped if the publisher is behind or not connected.
+    pub fn scores(&self, payload: String) {
+        let mut q = self
+            .shared
+            .ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if q.len() < EPHEMERAL_QUEUE {
+            q.push_back((self.topics.scores(), payload.into_bytes()));
+            self.shared.wake.notify_all();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connection attempts so far (successful or not).
+    pub fn attempts(&self) -> u64 {
+        self.shared.attempts_total.load(Ordering::Relaxed)
+    }
+
+    /// Stops the publisher: it sends what is queued (up to `mqtt.flush_timeout`), publishes
+    /// `offline`, and disconnects. What is not acknowledged stays in the outbox for the next
+    /// start.
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the MQTT publisher thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn note_dropped(dropped: &[(Kind, u64)]) {
+    for (kind, n) in dropped {
+        tracing::error!(
+            kind = ?kind,
+            dropped = n,
+            "MQTT outbox full: oldest messages dropped (counted in stats)"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Topic names and payloads of the MQTT schema (`"v": 1`), including Home Assistant discovery.
+
+use serde_json::json;
+
+use super::outbox::{Kind, Message};
+use crate::detect::{Event, EventState};
+
+/// The topics of one sensor.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `<prefix>/<sensor slug>`.
+    pub base: String,
+    /// Sensor id as configured (payloads).
+    pub sensor: String,
+    /// Sensor slug (topics, Home Assistant ids).
+    pub sensor_slug: String,
+    /// Home Assistant discovery prefix, when discovery is on.
+    pub discovery: Option<String>,
+}
+
+impl Topics {
+    /// Topics under `prefix` for `sensor`.
+    pub fn new(prefix: &str, sensor: &str, discovery: Option<&str>) -> Self {
+        let sensor_slug = crate::model::slugify(sensor);
+        let sensor_slug = if sensor_slug.is_empty() {
+            "sensor".to_owned()
+        } else {
+            sensor_slug
+        };
+        Self {
+            base: format!("{prefix}/{sensor_slug}"),
+            sensor: sensor.to_owned(),
+            sensor_slug,
+            discovery: discovery.map(str::to_owned),
+        }
+    }
+
+    /// `<base>/status`.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    /// `<base>/stats`.
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
+    }
+
+    /// `<base>/scores`.
+    pub fn scores(&self) -> String {
+        format!("{}/scores", self.base)
+    }
+
+    /// `<base>/label/<slug>/state`.
+    pub fn state(&self, slug: &str) -> String {
+        format!("{}/label/{slug}/state", self.base)
+    }
+
+    /// The outbox messages of one event: the event itself, and the label's retained state on
+    /// start and end.
+    pub fn event_messages(&self, e: &Event) -> Vec<Message> {
+        let mut out = vec![Message {
+            kind: Kind::Event,
+            topic: format!("{}/event", self.base),
+            payload: serde_json::to_vec(e).unwrap_or_default(),
+            retain: false,
+        }];
+        let state = match e.state {
+            EventState::Start => Some("ON"),
+            EventState::End => Some("OFF"),
+            EventState::Update => None,
+        };
+        if let Some(s) = state {
+            out.push(self.state_message(&e.slug, s));
+        }
+        out
+    }
+
+    /// A retained ON/OFF state.
+    pub fn state_message(&self, slug: &str, state: &str) -> Message {
+        Message {
+            kind: Kind::State,
+            topic: self.state(slug),
+            payload: state.as_bytes().to_vec(),
+            retain: true,
+        }
+    }
+
+    fn device(&self, model: &str) -> serde_json::Value {
+        json!({
+            "identifiers": [format!("soundsentry_{}", self.sensor_slug)],
+            "name": format!("soundsentry {}", self.sensor),
+            "manufacturer": "soundsentry",
+            "model": model,
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    /// Home Assistant discovery configs: a binary_sensor per watched label (name, slug), and
+    /// sensors for the stats. `(topic, payload)` pairs, retained.
+    pub fn discovery(&self, watches: &[(String, String)], model: &str) -> Vec<(String, String)> {
+        let Some(prefix) = &self.discovery else {
+            return Vec::new();
+        };
+        let avail = json!([{ "topic": self.status(), "payload_available": "online",
+                             "payload_not_available": "offline" }]);
+        let mut out = Vec::new();
+        for (name, slug) in watches {
+            let id = format!("soundsentry_{}_{slug}", self.sensor_slug);
+            let cfg = json!({
+                "name": name,
+                "unique_id": id,
+                "object_id": id,
+                "state_topic": self.state(slug),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "sound",
+                "availability": avail,
+                "device": self.device(model),
+            });
+            out.push((
+                format!("{prefix}/binary_sensor/{}/{slug}/config", self.sensor_slug),
+                cfg.to_string(),
+            ));
+        }
+        for (key, name, unit) in STAT_SENSORS {
+            let id = format!("soundsentry_{}_{key}", self.sensor_slug);
+            let mut cfg = json!({
+                "name": name,
+                "unique_id": id,
+                "object_id": id,
+                "state_topic": self.stats(),
+                "value_template": format!("{{{{ value_json.{key} }}}}"),
+                "entity_category": "diagnostic",
+                "availability": avail,
+                "device": self.device(model),
+            });
+            if let Some(u) = unit {
+                cfg["unit_of_measurement"] = json!(u);
+            }
+            out.push((
+                format!("{prefix}/sensor/{}/{key}/config", self.sensor_slug),
+                cfg.to_string(),
+            ));
+        }
+        out
+    }
+}
+
+/// Stats fields shown as Home Assistant sensors: (key, name, unit).
+const STAT_SENSORS: [(&str, &str, Option<&str>); 5] = [
+    ("uptime_s", "Uptime", Some("s")),
+    ("windows_skipped_total", "Windows skipped", None),
+    ("inference_ms_p95", "Inference p95", Some("ms")),
+    ("outbox_depth", "MQTT outbox depth", None),
+    ("events_dropped_total", "Events dropped", None),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_discovery_ids_are_stable() {
+        let t = Topics::new("soundsentry", "Site North", Some("homeassistant"));
+        assert_eq!(t.base, "soundsentry/site_north");
+        assert_eq!(
+            t.state("jackhammer"),
+            "soundsentry/site_north/label/jackhammer/state"
+        );
+        let d = t.discovery(&[("Jackhammer".into(), "jackhammer".into())], "m");
+        assert_eq!(
+            d[0].0,
+            "homeassistant/binary_sensor/site_north/jackhammer/config"
+        );
+        let v: serde_json::Value = serde_json::from_str(&d[0].1).expect("json");
+        assert_eq!(v["unique_id"], "soundsentry_site_north_jackhammer");
+        assert_eq!(v["device_class"], "sound");
+        assert_eq!(
+            v["availability"][0]["topic"],
+            "soundsentry/site_north/status"
+        );
+        let s: serde_json::Value = serde_json::from_str(&d[1].1).expect("json");
+        assert_eq!(s["value_template"], "{{ value_json.uptime_s }}");
+        assert!(Topics::new("p", "x", None).discovery(&[], "m").is_empty());
+    }
+}
