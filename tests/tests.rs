@@ -7,3 +7,4 @@ mod cli;
 mod demo_scene;
 mod fbank_parity;
 mod model_parity;
+mod mqtt;
