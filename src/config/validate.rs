@@ -425,6 +425,45 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_mistakes_are_reported_with_their_keys_and_no_password_leaks() {
+        let base = "[model]\npath = \"m\"\n[source]\npath = \"a\"\n";
+        let e = errors(&format!(
+            "{base}[mqtt]\nurl = \"mqtts://b\"\nqos = 3\nprefix = \"a/#\"\nurl_typo = 1\n\
+             password_env = \"SOUNDSENTRY_TEST_UNSET_VAR\"\nreconnect_min = \"9s\"\nreconnect_max = \"1s\"\n"
+        ));
+        let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
+        for k in [
+            "mqtt.url_typo",
+            "mqtt.qos",
+            "mqtt.prefix",
+            "mqtt.password_env",
+            "mqtt.ca_file",
+            "mqtt.reconnect_max",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        let e = errors(&format!("{base}[mqtt]\nurl = \"tcp://x\"\n"));
+        assert_eq!(e[0].0, "mqtt.url");
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("pw"), "hunter2\n").expect("pw");
+        let c = Config::parse(
+            &format!(
+                "{base}[mqtt]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword_file = \"pw\"\n"
+            ),
+            &dir.path().join("s.toml"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.mqtt.password.as_ref().map(|p| p.0.as_str()),
+            Some("hunter2")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.mqtt.url.as_ref().map(|u| u.port), Some(1883));
+        assert_eq!(c.mqtt.qos, 1);
+        assert!(c.mqtt.discovery);
+    }
+
+    #[test]
     fn type_errors_name_their_key() {
         let e = errors("[model]\npath = \"m\"\nthreads = \"two\"\n");
         assert_eq!(e[0].0, "model.threads");
