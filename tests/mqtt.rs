@@ -265,7 +265,7 @@ fn a_scene_reaches_the_subscriber_with_states_status_and_discovery() {
     let dir = tempfile::tempdir().expect("tmp");
     let broker = Broker::start(dir.path(), "allow_anonymous true\n");
     let sub = Subscriber::start(broker.port, dir.path(), None, &[]);
-    let cfg = config(dir.path(), "samples/demo-scene.wav", "");
+    let cfg = config(dir.path(), "samples/demo-scene.wav", "scores = true\n");
     let out = bin()
         .args(["run", "--config"])
         .arg(&cfg)
@@ -309,6 +309,13 @@ fn a_scene_reaches_the_subscriber_with_states_status_and_discovery() {
             e["seq"]
         );
     }
+    // Scores ride along (QoS 0, a short queue: some may be dropped, never the events).
+    let scores: Vec<Value> = lines
+        .iter()
+        .filter(|(t, _)| *t == format!("{base}/scores"))
+        .map(|(_, p)| serde_json::from_str(p).expect("scores JSON"))
+        .collect();
+    assert!(!scores.is_empty() && scores.iter().all(|s| s["type"] == "scores"));
     let states = retained(broker.port, &format!("{base}/label/+/state"), &[]);
     assert_eq!(
         states.len(),
@@ -583,11 +590,15 @@ fn make_pki(dir: &Path, name: &str) -> PathBuf {
         "-extfile",
         "san.ext",
     ]);
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run(&[&["req"][..], &key, &["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=sensor"]].concat());
+    run(&["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"]);
     d
 }
 
 #[test]
-fn tls_with_login_delivers_and_bad_credentials_or_certificates_say_why() {
+fn tls_with_client_certificate_and_login_delivers_and_bad_credentials_or_certificates_say_why() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = make_pki(dir.path(), "pki");
     let other = make_pki(dir.path(), "other");
@@ -602,7 +613,8 @@ fn tls_with_login_delivers_and_bad_credentials_or_certificates_say_why() {
     let broker = Broker::start(
         dir.path(),
         &format!(
-            "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n\
+             require_certificate true\n",
             pw.display(),
             pki.join("ca.pem").display(),
             pki.join("server.pem").display(),
@@ -610,7 +622,12 @@ fn tls_with_login_delivers_and_bad_credentials_or_certificates_say_why() {
         ),
     );
     let ca_pem = pki.join("ca.pem");
+    let (client_pem, client_key) = (pki.join("client.pem"), pki.join("client.key"));
     let tls_sub = [
+        "--cert",
+        client_pem.to_str().expect("path"),
+        "--key",
+        client_key.to_str().expect("path"),
         "--cafile",
         ca_pem.to_str().expect("path"),
         "-u",
@@ -624,9 +641,12 @@ fn tls_with_login_delivers_and_bad_credentials_or_certificates_say_why() {
     let attempt = |password: &str, ca: &Path| {
         std::fs::write(&secret, format!("{password}\n")).expect("secret");
         let extra = format!(
-            "username = \"sensor\"\npassword_file = {:?}\nca_file = {:?}\nflush_timeout = \"1s\"\n",
+            "username = \"sensor\"\npassword_file = {:?}\nca_file = {:?}\nflush_timeout = \"1s\"\n\
+             client_cert = {:?}\nclient_key = {:?}\n",
             secret,
-            ca.join("ca.pem")
+            ca.join("ca.pem"),
+            pki.join("client.pem"),
+            pki.join("client.key"),
         );
         let cfg = config(dir.path(), "samples/demo-20s.wav", &extra);
         bin()

@@ -191,6 +191,11 @@ impl Mqtt {
         self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Messages in the outbox (queued or waiting for their acknowledgement).
+    pub fn queued(&self) -> u64 {
+        self.lock().len()
+    }
+
     /// Connection attempts so far (successful or not).
     pub fn attempts(&self) -> u64 {
         self.shared.attempts_total.load(Ordering::Relaxed)
