@@ -10,7 +10,10 @@ use soundsentry::mqtt::{Health, Mqtt};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).map(String::as_str).unwrap_or("mqtt://127.0.0.1:1883");
+    let url = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("mqtt://127.0.0.1:1883");
     let n: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5000);
     let qos: u8 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let dir = tempfile::tempdir()?;
@@ -20,7 +23,13 @@ fn main() -> anyhow::Result<()> {
         dir.path().join("outbox.redb")
     );
     let cfg = Config::parse(&text, &dir.path().join("bench.toml"))?;
-    let mqtt = Mqtt::start(&cfg.mqtt, "bench", "bench", Vec::new(), Arc::new(Health::default()))?;
+    let mqtt = Mqtt::start(
+        &cfg.mqtt,
+        "bench",
+        "bench",
+        Vec::new(),
+        Arc::new(Health::default()),
+    )?;
     let event = |seq: u64| Event {
         v: 1,
         id: ulid::Ulid::new().to_string(),
