@@ -33,8 +33,9 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         cfg.set_broker(url)?;
     }
     if realtime {
-        let SourceConfig::File { realtime, .. } = &mut cfg.source;
-        *realtime = true;
+        if let SourceConfig::File { realtime, .. } = &mut cfg.source {
+            *realtime = true;
+        }
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

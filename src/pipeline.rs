@@ -18,7 +18,7 @@ use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
 use crate::model::{slugify, Model};
 use crate::mqtt::{Health, Mqtt};
-use crate::source::{replay_file, Chunk};
+use crate::source::{read_raw, replay_file, run_command, Chunk};
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
 const AUDIO_QUEUE: usize = 64;
@@ -57,13 +57,16 @@ pub fn run(
     shutdown: &AtomicBool,
     out: impl Write + Send,
 ) -> anyhow::Result<RunStats> {
-    let SourceConfig::File {
-        path,
-        realtime,
-        chunk,
-    } = &cfg.source;
-    let file = AudioFile::open(path)?;
-    let rate = file.sample_rate();
+    let (file, rate) = match &cfg.source {
+        SourceConfig::File { path, .. } => {
+            let file = AudioFile::open(path)?;
+            let rate = file.sample_rate();
+            (Some(file), rate)
+        }
+        SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
+            (None, layout.rate)
+        }
+    };
     let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
     let mut analyzer =
         Analyzer::new(&model.manifest, rate, hop_frames).context("building the analysis")?;
@@ -100,10 +103,46 @@ pub fn run(
     let output = &cfg.output;
     // At real-time pace a window that finds the model busy is dropped and counted, so the
     // fbank (and, live, the capture) never waits; replaying as fast as possible, it waits.
-    let skip_when_busy = *realtime;
+    let skip_when_busy = match &cfg.source {
+        SourceConfig::File { realtime, .. } => *realtime,
+        _ => true,
+    };
+    let source_health = &health.source;
 
     let result = std::thread::scope(|s| {
-        s.spawn(move || replay_file(file, *chunk, *realtime, shutdown, audio_tx));
+        s.spawn(move || match (&cfg.source, file) {
+            (
+                SourceConfig::File {
+                    chunk, realtime, ..
+                },
+                Some(file),
+            ) => replay_file(file, *chunk, *realtime, shutdown, audio_tx),
+            (SourceConfig::Stdin { layout, chunk }, _) => {
+                let stdin = std::io::stdin().lock();
+                if let Err(e) = read_raw(stdin, *layout, *chunk, shutdown, &audio_tx, source_health)
+                {
+                    tracing::error!(error = %e, "reading standard input failed; the stream ends");
+                }
+            }
+            (
+                SourceConfig::Command {
+                    argv,
+                    layout,
+                    chunk,
+                    restart,
+                },
+                _,
+            ) => run_command(
+                argv,
+                *layout,
+                *chunk,
+                *restart,
+                shutdown,
+                audio_tx,
+                source_health,
+            ),
+            (SourceConfig::File { .. }, None) => {}
+        });
         let sinks = Sinks {
             events: output.stdout,
             scores: output.scores,
@@ -162,6 +201,13 @@ pub fn run(
             .join()
             .map_err(|_| anyhow::anyhow!("output thread panicked"))
             .and_then(|r| r.context("writing output"));
+        let overruns = health.source.overruns_total.load(Ordering::Relaxed);
+        if overruns > 0 {
+            tracing::warn!(
+                overruns_total = overruns,
+                "audio dropped: the analysis fell behind the source"
+            );
+        }
         if skipped > 0 {
             tracing::warn!(
                 windows_skipped_total = skipped,

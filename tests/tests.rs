@@ -8,3 +8,4 @@ mod demo_scene;
 mod fbank_parity;
 mod model_parity;
 mod mqtt;
+mod sources;

@@ -68,6 +68,32 @@ pub enum SourceConfig {
         /// Size of the chunks the file is read in.
         chunk: Duration,
     },
+    /// Raw PCM on standard input; the stream ends with it.
+    Stdin {
+        /// Sample format, rate and channels.
+        layout: crate::source::RawLayout,
+        /// Audio per chunk.
+        chunk: Duration,
+    },
+    /// Raw PCM on the standard output of a command (ffmpeg, arecord, ...), started again
+    /// whenever it ends.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Sample format, rate and channels.
+        layout: crate::source::RawLayout,
+        /// Audio per chunk.
+        chunk: Duration,
+        /// Restart delays.
+        restart: crate::source::Restart,
+    },
+}
+
+impl SourceConfig {
+    /// Whether audio arrives live (it cannot wait for the analysis).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Self::File { .. })
+    }
 }
 
 /// The `[detect]` table, validated; label names are resolved against the model later.

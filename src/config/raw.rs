@@ -89,6 +89,12 @@ pub struct RawSource {
     pub path: Option<PathBuf>,
     pub realtime: bool,
     pub chunk: String,
+    pub command: Vec<String>,
+    pub format: Option<String>,
+    pub rate: Option<u32>,
+    pub channels: Option<u16>,
+    pub restart_min: String,
+    pub restart_max: String,
 }
 
 impl Default for RawSource {
@@ -98,6 +104,12 @@ impl Default for RawSource {
             path: None,
             realtime: false,
             chunk: "100ms".into(),
+            command: Vec::new(),
+            format: None,
+            rate: None,
+            channels: None,
+            restart_min: "1s".into(),
+            restart_max: "60s".into(),
         }
     }
 }

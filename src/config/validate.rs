@@ -9,6 +9,7 @@ use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
 use crate::model::{Device, Label};
 use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
+use crate::source::{RawFormat, RawLayout, Restart};
 use std::path::PathBuf;
 
 type Errors = Vec<(String, String)>;
@@ -47,23 +48,82 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             err("model.device", e);
             Device::Cpu
         });
+    let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
+    let raw_layout = |err: &mut dyn FnMut(&str, String)| {
+        let format = raw
+            .source
+            .format
+            .as_deref()
+            .unwrap_or("s16le")
+            .parse::<RawFormat>()
+            .unwrap_or_else(|e| {
+                err("source.format", e);
+                RawFormat::S16Le
+            });
+        let rate = raw.source.rate.unwrap_or_else(|| {
+            err(
+                "source.rate",
+                "missing: the sample rate of the raw PCM (e.g. 48000)".into(),
+            );
+            16000
+        });
+        if !(1000..=768_000).contains(&rate) {
+            err("source.rate", format!("{rate} Hz is outside 1000..768000"));
+        }
+        let channels = raw.source.channels.unwrap_or(1);
+        if channels == 0 {
+            err("source.channels", "must be at least 1".into());
+        }
+        RawLayout {
+            format,
+            rate,
+            channels: channels.max(1),
+        }
+    };
     let source = match raw.source.kind.as_str() {
         "file" => {
             let path = raw.source.path.map(|p| base.join(p)).unwrap_or_else(|| {
                 err("source.path", "missing: the audio file to replay".into());
                 Default::default()
             });
-            let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
             SourceConfig::File {
                 path,
                 realtime: raw.source.realtime,
                 chunk,
             }
         }
+        "stdin" => SourceConfig::Stdin {
+            layout: raw_layout(&mut err),
+            chunk,
+        },
+        "command" => {
+            if raw.source.command.is_empty() {
+                err(
+                    "source.command",
+                    "missing: the program and its arguments, e.g. [\"arecord\", \"-t\", \"raw\", ...]".into(),
+                );
+            }
+            let restart = Restart {
+                min: duration(&raw.source.restart_min, "source.restart_min", &mut err),
+                max: duration(&raw.source.restart_max, "source.restart_max", &mut err),
+            };
+            if restart.min.is_zero() || restart.max < restart.min {
+                err(
+                    "source.restart_max",
+                    "need 0 < restart_min <= restart_max".into(),
+                );
+            }
+            SourceConfig::Command {
+                argv: raw.source.command.clone(),
+                layout: raw_layout(&mut err),
+                chunk,
+                restart,
+            }
+        }
         other => {
             err(
                 "source.kind",
-                format!("unknown source {other:?} (supported: \"file\")"),
+                format!("unknown source {other:?} (supported: \"file\", \"stdin\", \"command\")"),
             );
             SourceConfig::File {
                 path: Default::default(),

@@ -31,6 +31,8 @@ pub struct Health {
     pub windows_skipped_total: AtomicU64,
     /// Event messages produced.
     pub events_total: AtomicU64,
+    /// Overruns and restarts of a live source.
+    pub source: crate::source::SourceHealth,
     inference_ms: Mutex<VecDeque<f32>>,
 }
 
@@ -41,6 +43,7 @@ impl Default for Health {
             windows_total: AtomicU64::new(0),
             windows_skipped_total: AtomicU64::new(0),
             events_total: AtomicU64::new(0),
+            source: Default::default(),
             inference_ms: Mutex::new(VecDeque::new()),
         }
     }
