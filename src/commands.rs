@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -37,10 +36,16 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
             *realtime = true;
         }
     }
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let control = crate::pipeline::Control {
+        config: Some(config.to_owned()),
+        ..Default::default()
+    };
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&shutdown)).context("installing signals")?;
+        signal_hook::flag::register(sig, Arc::clone(&control.shutdown))
+            .context("installing signals")?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&control.reload))
+        .context("installing signals")?;
     tracing::info!(
         model = model.name(),
         sensor = %cfg.sensor_id,
@@ -49,7 +54,7 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         mqtt = cfg.mqtt.url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "off".into()),
         "run started"
     );
-    let stats = crate::pipeline::run(&cfg, &model, watches, &shutdown, std::io::stdout())?;
+    let stats = crate::pipeline::run(&cfg, &model, watches, &control, std::io::stdout())?;
     tracing::info!(
         audio_s = format!("{:.1}", stats.audio_s),
         wall_s = format!("{:.2}", stats.wall_s),

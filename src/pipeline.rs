@@ -48,15 +48,28 @@ enum Line {
     Scores(String),
 }
 
+/// Signals from outside a run.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set to stop (SIGINT, SIGTERM).
+    pub shutdown: std::sync::Arc<AtomicBool>,
+    /// Set to reload the detector settings from `config` (SIGHUP); cleared when done.
+    pub reload: std::sync::Arc<AtomicBool>,
+    /// The configuration file a reload reads.
+    pub config: Option<std::path::PathBuf>,
+}
+
 /// Runs the configured source through the model and detector until the source ends or
-/// `shutdown` is set, writing JSON lines to `out`. Open events are ended before it returns.
+/// `control.shutdown` is set, writing JSON lines to `out`. Open events are ended before it
+/// returns.
 pub fn run(
     cfg: &Config,
     model: &Model,
     watches: Vec<Watch>,
-    shutdown: &AtomicBool,
+    control: &Control,
     out: impl Write + Send,
 ) -> anyhow::Result<RunStats> {
+    let shutdown: &AtomicBool = &control.shutdown;
     let (file, rate) = match &cfg.source {
         SourceConfig::File { path, .. } => {
             let file = AudioFile::open(path)?;
@@ -151,17 +164,14 @@ pub fn run(
         };
         let writer = s.spawn(move || write_lines(out, line_rx, sinks));
         let health_ref = &*health;
-        let inference = s.spawn(move || {
-            score_windows(
-                model,
-                detector,
-                window_rx,
-                line_tx,
-                output,
-                cfg.mqtt.scores,
-                health_ref,
-            )
-        });
+        let settings = Settings {
+            output,
+            mqtt_scores: cfg.mqtt.scores,
+            health: health_ref,
+            control,
+        };
+        let inference =
+            s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
 
         let mut samples = 0u64;
         let mut skipped = 0u64;
@@ -242,10 +252,14 @@ fn score_windows(
     mut detector: Detector,
     windows: crossbeam_channel::Receiver<Window>,
     lines: crossbeam_channel::Sender<Line>,
-    output: &crate::config::OutputConfig,
-    mqtt_scores: bool,
-    health: &Health,
+    settings: Settings,
 ) -> anyhow::Result<(u64, u64)> {
+    let Settings {
+        output,
+        mqtt_scores,
+        health,
+        control,
+    } = settings;
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
     let mut last_end = 0.0f64;
@@ -255,6 +269,9 @@ fn score_windows(
     };
     let mut result = Ok(());
     for w in windows.iter() {
+        if control.reload.swap(false, Ordering::SeqCst) {
+            reload(model, control, &mut detector, last_end, &mut events);
+        }
         let t = Instant::now();
         let scores = match model.score_prepared(&w.input) {
             Ok(s) => s,
@@ -285,6 +302,47 @@ fn score_windows(
         send(Line::Event(Box::new(e)));
     }
     result.map(|()| (scored, sent))
+}
+
+/// What the inference thread reads besides the windows.
+struct Settings<'a> {
+    output: &'a crate::config::OutputConfig,
+    mqtt_scores: bool,
+    health: &'a Health,
+    control: &'a Control,
+}
+
+/// SIGHUP: re-reads the configuration and gives the detector its new watches and settings.
+/// An invalid file keeps the old settings; every error is logged. Open events of labels that
+/// stay watched stay open; those of labels no longer watched end now.
+fn reload(
+    model: &Model,
+    control: &Control,
+    detector: &mut Detector,
+    now_s: f64,
+    events: &mut Vec<Event>,
+) {
+    let Some(path) = &control.config else {
+        return;
+    };
+    let loaded = Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|cfg| {
+            crate::config::resolve_watches(&cfg.detect, &model.labels)
+                .map_err(|errors| crate::config::ConfigError {
+                    file: path.clone(),
+                    errors,
+                })
+                .map_err(anyhow::Error::from)
+        });
+    match loaded {
+        Ok(watches) => {
+            let n = watches.len();
+            detector.set_watches(watches, now_s, events);
+            tracing::info!(config = %path.display(), watched = n, "detector settings reloaded");
+        }
+        Err(e) => tracing::error!("reload refused, the old settings stay: {e:#}"),
+    }
 }
 
 /// Where the output thread sends lines.

@@ -8,4 +8,5 @@ mod demo_scene;
 mod fbank_parity;
 mod model_parity;
 mod mqtt;
+mod signals;
 mod sources;
