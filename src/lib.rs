@@ -13,6 +13,7 @@ pub mod features;
 pub mod memory;
 pub mod model;
 pub mod mqtt;
+pub mod notify;
 pub mod pipeline;
 pub mod source;
 pub mod window;

@@ -109,6 +109,7 @@ pub fn run(
         None => None,
     };
     let detector = Detector::new(watches, stamp);
+    let notify = crate::notify::Notifier::from_env();
     let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
     let (window_tx, window_rx) = bounded::<Window>(WINDOW_QUEUE);
     let (line_tx, line_rx) = bounded::<Line>(OUTPUT_QUEUE);
@@ -169,6 +170,7 @@ pub fn run(
             mqtt_scores: cfg.mqtt.scores,
             health: health_ref,
             control,
+            notify: &notify,
         };
         let inference =
             s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
@@ -187,17 +189,39 @@ pub fn run(
                 let _ = window_tx.send(w);
             }
         };
-        for chunk in audio_rx.iter() {
-            let result = chunk.map_err(anyhow::Error::from).and_then(|c| {
-                samples += c.len() as u64;
-                analyzer.process(&c, &mut on_window).map_err(Into::into)
-            });
-            if let Err(e) = result {
-                failure = Some(e);
-                shutdown.store(true, Ordering::Relaxed);
-                break;
+        notify.ready(&format!("analysing with {}", model.name()));
+        let mut next_status = Instant::now();
+        loop {
+            // Wake at least once a second, audio or not, to feed the watchdog.
+            let chunk = match audio_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(c) => Some(c),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(chunk) = chunk {
+                let result = chunk.map_err(anyhow::Error::from).and_then(|c| {
+                    samples += c.len() as u64;
+                    analyzer.process(&c, &mut on_window).map_err(Into::into)
+                });
+                if let Err(e) = result {
+                    failure = Some(e);
+                    shutdown.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+            notify.analysis_tick(window_tx.is_empty());
+            if Instant::now() >= next_status {
+                next_status = Instant::now() + std::time::Duration::from_secs(10);
+                notify.status(&format!(
+                    "windows {} (skipped {}), events {}, overruns {}",
+                    health.windows_total.load(Ordering::Relaxed),
+                    health.windows_skipped_total.load(Ordering::Relaxed),
+                    health.events_total.load(Ordering::Relaxed),
+                    health.source.overruns_total.load(Ordering::Relaxed),
+                ));
             }
         }
+        notify.stopping();
         if let Err(e) = analyzer.finish(&mut on_window) {
             failure.get_or_insert(e.into());
         }
@@ -259,6 +283,7 @@ fn score_windows(
         mqtt_scores,
         health,
         control,
+        notify,
     } = settings;
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
@@ -281,6 +306,7 @@ fn score_windows(
             }
         };
         health.inference(t.elapsed().as_secs_f32() * 1000.0);
+        notify.inference_beat();
         health.windows_total.fetch_add(1, Ordering::Relaxed);
         let w = WindowScores::new(&w, scores);
         scored += 1;
@@ -310,6 +336,7 @@ struct Settings<'a> {
     mqtt_scores: bool,
     health: &'a Health,
     control: &'a Control,
+    notify: &'a crate::notify::Notifier,
 }
 
 /// SIGHUP: re-reads the configuration and gives the detector its new watches and settings.

@@ -101,3 +101,56 @@ fn sighup_applies_new_thresholds_to_the_next_window_and_refuses_an_invalid_file(
         );
     }
 }
+
+#[test]
+fn systemd_gets_ready_periodic_watchdog_status_and_stopping() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("soundsentry.toml");
+    write(&cfg, "on = 0.4\n");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut daemon = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut got: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let status = daemon.wait().expect("wait");
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(status.success());
+    assert!(
+        got.first().is_some_and(|m| m.starts_with("READY=1")),
+        "{got:?}"
+    );
+    let pings = got.iter().filter(|m| *m == "WATCHDOG=1").count();
+    // A 1 s watchdog is fed every 0.5 s: about 8 times in 4 s or so of running.
+    assert!(pings >= 4, "{pings} watchdog pings: {got:?}");
+    assert!(
+        got.iter().any(|m| m.starts_with("STATUS=windows")),
+        "{got:?}"
+    );
+    assert!(
+        got.last().is_some_and(|m| m.starts_with("STOPPING=1")),
+        "{got:?}"
+    );
+}
