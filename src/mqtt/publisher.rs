@@ -148,7 +148,12 @@ impl Publisher {
     /// One connection: Err when it never came up, Ok(Lost) when it broke, Ok(Done) at the end
     /// of a shutdown.
     fn session(&self) -> Result<End, String> {
-        let (client, mut conn) = Client::new(self.options()?, 4 * IN_FLIGHT);
+        let plan = self.discovery_plan()?;
+        // Room for everything one turn can queue without polling the connection: the window
+        // of outbox messages, status, stats, scores, and the discovery configs (an AudioSet
+        // model watches 527 labels) with their removals.
+        let capacity = IN_FLIGHT + plan.0.len() + plan.1.len() + super::EPHEMERAL_QUEUE + 16;
+        let (client, mut conn) = Client::new(self.options()?, capacity);
         loop {
             match conn.recv() {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
@@ -173,7 +178,7 @@ impl Publisher {
             b"online".to_vec(),
             None,
         )?;
-        self.announce(&mut session)?;
+        self.announce(&mut session, plan)?;
         let mut next_stats = Instant::now();
         let mut flush_until: Option<Instant> = None;
         loop {
@@ -254,14 +259,14 @@ impl Publisher {
         Ok(())
     }
 
-    /// Home Assistant discovery: the current configs, and empty retained configs for entities
-    /// announced last time but no longer configured (so Home Assistant removes them).
-    fn announce(&self, s: &mut Session) -> Result<(), String> {
+    /// Home Assistant discovery: (topics announced last time and no longer configured, the
+    /// current configs).
+    #[allow(clippy::type_complexity)]
+    fn discovery_plan(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
         if self.topics.discovery.is_none() {
-            return Ok(());
+            return Ok((Vec::new(), Vec::new()));
         }
         let configs = self.topics.discovery(&self.watches, &self.model);
-        let now: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         let before = self
             .shared
             .outbox
@@ -270,8 +275,27 @@ impl Publisher {
             .note("discovery")
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        for old in before.lines().filter(|t| !t.is_empty() && !now.contains(t)) {
-            s.publish(old.to_owned(), true, QoS::AtLeastOnce, Vec::new(), None)?;
+        let removed = before
+            .lines()
+            .filter(|t| !t.is_empty() && !configs.iter().any(|(c, _)| c == t))
+            .map(str::to_owned)
+            .collect();
+        Ok((removed, configs))
+    }
+
+    /// Publishes the discovery plan: an empty retained config for each removed entity (Home
+    /// Assistant deletes it), then the current configs; remembers what was announced.
+    #[allow(clippy::type_complexity)]
+    fn announce(
+        &self,
+        s: &mut Session,
+        (removed, configs): (Vec<String>, Vec<(String, String)>),
+    ) -> Result<(), String> {
+        if self.topics.discovery.is_none() {
+            return Ok(());
+        }
+        for old in removed {
+            s.publish(old, true, QoS::AtLeastOnce, Vec::new(), None)?;
         }
         for (topic, payload) in &configs {
             s.publish(
@@ -282,6 +306,7 @@ impl Publisher {
                 None,
             )?;
         }
+        let now: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         self.shared
             .outbox
             .lock()
