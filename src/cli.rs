@@ -71,6 +71,8 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// List the audio input devices (for `[source] kind = "capture"`) with what they support.
+    Devices,
     /// Check a configuration file (and the model it names); report every error.
     CheckConfig {
         /// Configuration file (TOML).

@@ -171,3 +171,15 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `soundsentry devices`.
+pub fn devices() -> anyhow::Result<()> {
+    let list = crate::capture::describe_devices().map_err(|e| anyhow::anyhow!(e))?;
+    if list.is_empty() {
+        println!("no audio input devices");
+    }
+    for d in list {
+        println!("{d}");
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
 pub mod analysis;
 pub mod audio;
+pub mod capture;
 pub mod classify;
 pub mod cli;
 pub mod commands;

@@ -37,6 +37,7 @@ fn main() {
             raw,
         } => commands::fbank(file, model, out, *raw),
         Command::CheckConfig { config } => commands::check_config(config),
+        Command::Devices => commands::devices(),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

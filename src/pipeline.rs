@@ -79,6 +79,14 @@ pub fn run(
         SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
             (None, layout.rate)
         }
+        SourceConfig::Capture(c) => {
+            let rate = crate::capture::probe_rate(c).unwrap_or_else(|e| {
+                let guess = c.rate.unwrap_or(48_000);
+                tracing::warn!(reason = %e, rate = guess, "capture device not available yet; retrying in the background");
+                guess
+            });
+            (None, rate)
+        }
     };
     let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
     let mut analyzer =
@@ -155,6 +163,9 @@ pub fn run(
                 audio_tx,
                 source_health,
             ),
+            (SourceConfig::Capture(c), _) => {
+                crate::capture::capture(c, rate, shutdown, audio_tx, source_health)
+            }
             (SourceConfig::File { .. }, None) => {}
         });
         let sinks = Sinks {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::util::{bin, json_lines, repo, run_ok};
 
 /// The demo's 20 s sample as mono f32le at its own rate, written to `dir`; (path, rate).
-fn raw_sample(dir: &Path) -> (PathBuf, u32) {
+pub fn raw_sample(dir: &Path) -> (PathBuf, u32) {
     let mut file =
         soundsentry::audio::AudioFile::open(&repo("samples/demo-20s.wav")).expect("sample");
     let rate = file.sample_rate();

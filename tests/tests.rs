@@ -3,6 +3,7 @@
 mod util;
 
 mod audio_files;
+mod capture;
 mod cli;
 mod demo_scene;
 mod fbank_parity;

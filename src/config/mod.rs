@@ -87,6 +87,8 @@ pub enum SourceConfig {
         /// Restart delays.
         restart: crate::source::Restart,
     },
+    /// A sound card or USB microphone through ALSA (cpal).
+    Capture(crate::capture::CaptureConfig),
 }
 
 impl SourceConfig {

@@ -120,10 +120,34 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
                 restart,
             }
         }
+        "capture" => {
+            let retry = Restart {
+                min: duration(&raw.source.restart_min, "source.restart_min", &mut err),
+                max: duration(&raw.source.restart_max, "source.restart_max", &mut err),
+            };
+            if retry.min.is_zero() || retry.max < retry.min {
+                err(
+                    "source.restart_max",
+                    "need 0 < restart_min <= restart_max".into(),
+                );
+            }
+            if raw.source.channels == Some(0) {
+                err("source.channels", "must be at least 1".into());
+            }
+            SourceConfig::Capture(crate::capture::CaptureConfig {
+                device: raw.source.device.clone(),
+                rate: raw.source.rate,
+                channels: raw.source.channels,
+                chunk,
+                retry,
+            })
+        }
         other => {
             err(
                 "source.kind",
-                format!("unknown source {other:?} (supported: \"file\", \"stdin\", \"command\")"),
+                format!(
+                    "unknown source {other:?} (supported: \"file\", \"stdin\", \"command\", \"capture\")"
+                ),
             );
             SourceConfig::File {
                 path: Default::default(),
