@@ -202,6 +202,8 @@ pub fn run(
         };
         notify.ready(&format!("analysing with {}", model.name()));
         let mut next_status = Instant::now();
+        // A stats line a minute in the log (the first one after a minute of running).
+        let mut next_stats_log = Instant::now() + std::time::Duration::from_secs(60);
         loop {
             // Wake at least once a second, audio or not, to feed the watchdog.
             let chunk = match audio_rx.recv_timeout(std::time::Duration::from_secs(1)) {
@@ -221,6 +223,20 @@ pub fn run(
                 }
             }
             notify.analysis_tick(window_tx.is_empty());
+            if Instant::now() >= next_stats_log {
+                next_stats_log = Instant::now() + std::time::Duration::from_secs(60);
+                let (p50, p95) = health.inference_percentiles();
+                tracing::info!(
+                    windows_total = health.windows_total.load(Ordering::Relaxed),
+                    windows_skipped_total = health.windows_skipped_total.load(Ordering::Relaxed),
+                    events_total = health.events_total.load(Ordering::Relaxed),
+                    overruns_total = health.source.overruns_total.load(Ordering::Relaxed),
+                    source_restarts_total = health.source.restarts_total.load(Ordering::Relaxed),
+                    inference_ms_p50 = p50.map(|v| format!("{v:.1}")).unwrap_or_default(),
+                    inference_ms_p95 = p95.map(|v| format!("{v:.1}")).unwrap_or_default(),
+                    "stats"
+                );
+            }
             if Instant::now() >= next_status {
                 next_status = Instant::now() + std::time::Duration::from_secs(10);
                 notify.status(&format!(

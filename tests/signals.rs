@@ -154,3 +154,67 @@ fn systemd_gets_ready_periodic_watchdog_status_and_stopping() {
         "{got:?}"
     );
 }
+
+#[test]
+fn a_stuck_pipeline_stops_feeding_the_watchdog() {
+    // The pipeline gets stuck the way a real one can: nobody reads stdout, so the output
+    // thread blocks, then the inference thread, while the analysis loop keeps running.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (raw, rate) = crate::sources::raw_sample(dir.path());
+    let cfg = dir.path().join("soundsentry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {:?}\n[source]\nkind = \"command\"\n\
+             command = [\"sh\", \"-c\", \"while true; do cat {}; done\"]\nformat = \"f32le\"\nrate = {rate}\n\
+             [analysis]\nhop = \"100ms\"\n[output]\nscores = true\ntop_k = 11\n",
+            repo("models/sitehome-tiny-ast"),
+            raw.display()
+        ),
+    )
+    .expect("config");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut daemon = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::piped()) // never read
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    let mut last_ping: Option<Instant> = None;
+    let mut pings = 0;
+    let mut silent_for = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(150) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                pings += 1;
+                last_ping = Some(Instant::now());
+            }
+        }
+        silent_for = last_ping.map_or(Duration::ZERO, |t| t.elapsed());
+        // systemd (WatchdogSec=1s here) would restart it after 1 s of silence; wait 5 s.
+        if silent_for > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let alive = matches!(daemon.try_wait(), Ok(None));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        pings >= 2,
+        "the watchdog was fed while the pipeline ran ({pings})"
+    );
+    assert!(alive, "the process itself is still running");
+    assert!(
+        silent_for > Duration::from_secs(5),
+        "the watchdog kept being fed though the pipeline is stuck"
+    );
+}

@@ -60,7 +60,7 @@ impl Health {
     }
 
     /// (p50, p95) of the recent inference times, ms.
-    fn percentiles(&self) -> (Option<f32>, Option<f32>) {
+    pub fn inference_percentiles(&self) -> (Option<f32>, Option<f32>) {
         let mut v: Vec<f32> = self
             .inference_ms
             .lock()

@@ -317,7 +317,7 @@ impl Publisher {
 
     fn stats_payload(&self) -> Vec<u8> {
         let h = &self.health;
-        let (p50, p95) = h.percentiles();
+        let (p50, p95) = h.inference_percentiles();
         let outbox = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
         let dropped = |k| outbox.dropped(k).unwrap_or(0);
         json!({
