@@ -160,3 +160,72 @@ fn a_missing_capture_device_is_retried_and_the_daemon_stays_up() {
         "{text}"
     );
 }
+
+#[test]
+fn capture_resumes_when_the_device_appears() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (raw, rate) = crate::sources::raw_sample(dir.path());
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "kind = \"capture\"\ndevice = \"soundsentry_late\"\nrate = {rate}\nchannels = 1\n\
+             restart_min = \"200ms\"\nrestart_max = \"400ms\""
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let mut daemon = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("HOME", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("run");
+    let mut stdout = daemon.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait = |needle: &str, n: usize| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while read().matches(needle).count() < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        read().matches(needle).count() >= n
+    };
+    assert!(wait("capture device unavailable", 2), "{}", read());
+    // The microphone is plugged in: the device now exists.
+    std::fs::write(
+        dir.path().join(".asoundrc"),
+        format!(
+            "pcm.soundsentry_late {{\n type file\n slave.pcm \"null\"\n file \"/dev/null\"\n \
+             infile {:?}\n format \"raw\"\n hint {{ show on description \"late input\" }}\n}}\n",
+            raw
+        ),
+    )
+    .expect("asoundrc");
+    assert!(
+        wait("capture started device=soundsentry_late", 1),
+        "{}",
+        read()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(daemon.id().to_string())
+        .status();
+    assert!(daemon.wait().expect("wait").success(), "{}", read());
+    let out = reader.join().expect("reader");
+    let windows = out
+        .lines()
+        .filter(|l| l.contains("\"type\":\"scores\""))
+        .count();
+    assert!(
+        windows > 0,
+        "windows are scored once audio arrives: {}",
+        read()
+    );
+}
