@@ -11,7 +11,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Producer, Split};
 
-use crate::source::{Chunk, Restart, SourceHealth};
+use crate::source::{sleep_unless, Chunk, Restart, SourceHealth};
 
 /// What `[source] kind = "capture"` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,12 +336,5 @@ pub fn capture(
         }
         drop(open);
         sleep_unless(stop, delay);
-    }
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
     }
 }

@@ -282,7 +282,8 @@ pub fn run_command(
     }
 }
 
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
+/// Sleeps `d`, waking early when `stop` is set.
+pub(crate) fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));

@@ -80,6 +80,20 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             channels: channels.max(1),
         }
     };
+    // Restart delays of a command, reopening delays of a capture device.
+    let restart_delays = |err: &mut dyn FnMut(&str, String)| {
+        let r = Restart {
+            min: duration(&raw.source.restart_min, "source.restart_min", err),
+            max: duration(&raw.source.restart_max, "source.restart_max", err),
+        };
+        if r.min.is_zero() || r.max < r.min {
+            err(
+                "source.restart_max",
+                "need 0 < restart_min <= restart_max".into(),
+            );
+        }
+        r
+    };
     let source = match raw.source.kind.as_str() {
         "file" => {
             let path = raw.source.path.map(|p| base.join(p)).unwrap_or_else(|| {
@@ -103,16 +117,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
                     "missing: the program and its arguments, e.g. [\"arecord\", \"-t\", \"raw\", ...]".into(),
                 );
             }
-            let restart = Restart {
-                min: duration(&raw.source.restart_min, "source.restart_min", &mut err),
-                max: duration(&raw.source.restart_max, "source.restart_max", &mut err),
-            };
-            if restart.min.is_zero() || restart.max < restart.min {
-                err(
-                    "source.restart_max",
-                    "need 0 < restart_min <= restart_max".into(),
-                );
-            }
+            let restart = restart_delays(&mut err);
             SourceConfig::Command {
                 argv: raw.source.command.clone(),
                 layout: raw_layout(&mut err),
@@ -121,16 +126,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             }
         }
         "capture" => {
-            let retry = Restart {
-                min: duration(&raw.source.restart_min, "source.restart_min", &mut err),
-                max: duration(&raw.source.restart_max, "source.restart_max", &mut err),
-            };
-            if retry.min.is_zero() || retry.max < retry.min {
-                err(
-                    "source.restart_max",
-                    "need 0 < restart_min <= restart_max".into(),
-                );
-            }
+            let retry = restart_delays(&mut err);
             if raw.source.channels == Some(0) {
                 err("source.channels", "must be at least 1".into());
             }
@@ -392,7 +388,7 @@ fn settings(
 }
 
 /// Parses "1s", "500ms", "2m", "1h 30m".
-fn duration(s: &str, key: &str, err: &mut impl FnMut(&str, String)) -> Duration {
+fn duration(s: &str, key: &str, err: &mut dyn FnMut(&str, String)) -> Duration {
     humantime::parse_duration(s).unwrap_or_else(|e| {
         err(
             key,
