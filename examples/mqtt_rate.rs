@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soundsentry::config::Config;
-use soundsentry::detect::{Event, EventState};
+use soundsentry::detect::{Event, EventKind, EventState};
 use soundsentry::mqtt::{Health, Mqtt};
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         &cfg.mqtt,
         "bench",
         "bench",
-        Vec::new(),
+        Default::default(),
         Arc::new(Health::default()),
     )?;
     let event = |seq: u64| Event {
@@ -36,9 +36,10 @@ fn main() -> anyhow::Result<()> {
         sensor: "bench".into(),
         label: "Jackhammer".into(),
         slug: "jackhammer".into(),
+        kind: EventKind::Sound,
         state: EventState::Update,
-        score: 0.9,
-        peak_score: 0.95,
+        score: Some(0.9),
+        peak_score: Some(0.95),
         start: "2026-11-21T07:02:13.120Z".into(),
         end: None,
         duration_s: None,
@@ -47,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         seq,
         start_offset_s: 0.0,
         end_offset_s: None,
+        limit: None,
     };
     let t = Instant::now();
     for seq in 1..=n {

@@ -71,6 +71,38 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// Print the sound levels of a recording: one JSON line per interval (LAeq, LCeq, LZeq,
+    /// LAFmax, LAFmin, LASmax, LA10, LA90), as `run` reports them.
+    Levels {
+        /// Audio file (WAV, FLAC, Ogg/Vorbis), at 8 kHz or more.
+        file: PathBuf,
+        /// Report interval, a whole number of 125 ms blocks (e.g. 125ms, 1s, 1m, 15m).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Calibration offset in dB (dBFS → dB SPL), as measured by `calibrate`; without it
+        /// levels are in dBFS and reports say `calibrated: false`.
+        #[arg(long, allow_hyphen_values = true)]
+        offset: Option<f64>,
+        /// Sensor id in the reports (default: the file name).
+        #[arg(long)]
+        sensor: Option<String>,
+    },
+    /// Measure a sound calibrator (94 dB, 1 kHz) and print the calibration offset for
+    /// `[levels] offset_db`: from a recording, or listening to the source of a configuration.
+    Calibrate {
+        /// A recording of the calibrator on the microphone.
+        #[arg(required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// Listen to this configuration's source instead of reading a file.
+        #[arg(long, short, conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// Seconds to listen (with --config).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// The calibrator's level, dB SPL.
+        #[arg(long, default_value_t = 94.0)]
+        reference_db: f64,
+    },
     /// List the audio input devices (for `[source] kind = "capture"`) with what they support.
     Devices,
     /// Check a configuration file (and the model it names); report every error.

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod features;
+pub mod levels;
 pub mod memory;
 pub mod model;
 pub mod mqtt;

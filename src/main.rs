@@ -36,6 +36,18 @@ fn main() {
             out,
             raw,
         } => commands::fbank(file, model, out, *raw),
+        Command::Levels {
+            file,
+            interval,
+            offset,
+            sensor,
+        } => commands::levels(file, *interval, *offset, sensor.as_deref()),
+        Command::Calibrate {
+            file,
+            config,
+            seconds,
+            reference_db,
+        } => commands::calibrate(file.as_deref(), config.as_deref(), *seconds, *reference_db),
         Command::CheckConfig { config } => commands::check_config(config),
         Command::Devices => commands::devices(),
     };

@@ -16,8 +16,9 @@ use crate::analysis::{Analyzer, Window, WindowScores};
 use crate::audio::AudioFile;
 use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
+use crate::levels::{History, LevelChain, LevelOutput, LevelReport};
 use crate::model::{slugify, Model};
-use crate::mqtt::{Health, Mqtt};
+use crate::mqtt::{Entities, Health, Mqtt};
 use crate::source::{read_raw, replay_file, run_command, Chunk};
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
@@ -46,6 +47,7 @@ pub struct RunStats {
 enum Line {
     Event(Box<Event>),
     Scores(String),
+    Level(Box<LevelReport>),
 }
 
 /// Signals from outside a run.
@@ -70,24 +72,7 @@ pub fn run(
     out: impl Write + Send,
 ) -> anyhow::Result<RunStats> {
     let shutdown: &AtomicBool = &control.shutdown;
-    let (file, rate) = match &cfg.source {
-        SourceConfig::File { path, .. } => {
-            let file = AudioFile::open(path)?;
-            let rate = file.sample_rate();
-            (Some(file), rate)
-        }
-        SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
-            (None, layout.rate)
-        }
-        SourceConfig::Capture(c) => {
-            let rate = crate::capture::probe_rate(c).unwrap_or_else(|e| {
-                let guess = c.rate.unwrap_or(48_000);
-                tracing::warn!(reason = %e, rate = guess, "capture device not available yet; retrying in the background");
-                guess
-            });
-            (None, rate)
-        }
-    };
+    let (file, rate) = open_source(&cfg.source)?;
     let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
     let mut analyzer =
         Analyzer::new(&model.manifest, rate, hop_frames).context("building the analysis")?;
@@ -96,19 +81,40 @@ pub fn run(
         model: model.name().to_owned(),
         stream_start: jiff::Timestamp::now(),
     };
+    let mut levels = match cfg.levels.enabled {
+        true => Some(
+            LevelChain::new(
+                &cfg.levels,
+                rate,
+                &cfg.sensor_id,
+                model.name(),
+                stamp.stream_start,
+            )
+            .context("starting the level meter")?,
+        ),
+        false => None,
+    };
+    let history = levels.as_ref().map(LevelChain::history);
     let health = std::sync::Arc::new(Health::default());
     let mqtt = match &cfg.mqtt.url {
         Some(_) => {
-            let named = watches
-                .iter()
-                .map(|w| (w.name.clone(), slugify(&w.name)))
-                .collect();
+            let entities = Entities {
+                sounds: watches
+                    .iter()
+                    .map(|w| (w.name.clone(), slugify(&w.name)))
+                    .collect(),
+                limits: levels
+                    .as_ref()
+                    .map(LevelChain::limit_names)
+                    .unwrap_or_default(),
+                levels: levels.as_ref().map(|_| cfg.levels.offset_db.is_some()),
+            };
             Some(
                 Mqtt::start(
                     &cfg.mqtt,
                     &cfg.sensor_id,
                     model.name(),
-                    named,
+                    entities,
                     health.clone(),
                 )
                 .context("starting MQTT")?,
@@ -132,48 +138,16 @@ pub fn run(
     let source_health = &health.source;
 
     let result = std::thread::scope(|s| {
-        s.spawn(move || match (&cfg.source, file) {
-            (
-                SourceConfig::File {
-                    chunk, realtime, ..
-                },
-                Some(file),
-            ) => replay_file(file, *chunk, *realtime, shutdown, audio_tx),
-            (SourceConfig::Stdin { layout, chunk }, _) => {
-                let stdin = std::io::stdin().lock();
-                if let Err(e) = read_raw(stdin, *layout, *chunk, shutdown, &audio_tx, source_health)
-                {
-                    tracing::error!(error = %e, "reading standard input failed; the stream ends");
-                }
-            }
-            (
-                SourceConfig::Command {
-                    argv,
-                    layout,
-                    chunk,
-                    restart,
-                },
-                _,
-            ) => run_command(
-                argv,
-                *layout,
-                *chunk,
-                *restart,
-                shutdown,
-                audio_tx,
-                source_health,
-            ),
-            (SourceConfig::Capture(c), _) => {
-                crate::capture::capture(c, rate, shutdown, audio_tx, source_health)
-            }
-            (SourceConfig::File { .. }, None) => {}
-        });
+        s.spawn(move || feed_source(&cfg.source, file, rate, shutdown, audio_tx, source_health));
         let sinks = Sinks {
             events: output.stdout,
             scores: output.scores,
+            levels: cfg.levels.stdout,
             mqtt: mqtt.as_ref(),
             mqtt_scores: cfg.mqtt.scores,
         };
+        // Level reports and limit events come from this (the analysis) thread.
+        let level_tx = line_tx.clone();
         let writer = s.spawn(move || write_lines(out, line_rx, sinks));
         let health_ref = &*health;
         let settings = Settings {
@@ -182,6 +156,7 @@ pub fn run(
             health: health_ref,
             control,
             notify: &notify,
+            history,
         };
         let inference =
             s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
@@ -189,6 +164,13 @@ pub fn run(
         let mut samples = 0u64;
         let mut skipped = 0u64;
         let mut failure = None;
+        let mut on_level = move |out: LevelOutput| {
+            // The writer only stops when every sender is dropped, so sends cannot fail.
+            let _ = level_tx.send(match out {
+                LevelOutput::Report(r) => Line::Level(Box::new(r)),
+                LevelOutput::Event(e) => Line::Event(Box::new(e)),
+            });
+        };
         let mut on_window = |w: Window| {
             if skip_when_busy {
                 if let Err(crossbeam_channel::TrySendError::Full(_)) = window_tx.try_send(w) {
@@ -214,6 +196,10 @@ pub fn run(
             if let Some(chunk) = chunk {
                 let result = chunk.map_err(anyhow::Error::from).and_then(|c| {
                     samples += c.len() as u64;
+                    // Levels first, at the source rate: the history then covers every window.
+                    if let Some(l) = levels.as_mut() {
+                        l.process(&c, &mut on_level);
+                    }
                     analyzer.process(&c, &mut on_window).map_err(Into::into)
                 });
                 if let Err(e) = result {
@@ -252,6 +238,10 @@ pub fn run(
         if let Err(e) = analyzer.finish(&mut on_window) {
             failure.get_or_insert(e.into());
         }
+        if let Some(l) = levels.as_mut() {
+            l.finish(&mut on_level);
+        }
+        drop(on_level);
         drop(window_tx);
         let audio_s = samples as f64 / rate as f64;
         let scored = inference
@@ -311,6 +301,7 @@ fn score_windows(
         health,
         control,
         notify,
+        history,
     } = settings;
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
@@ -339,6 +330,7 @@ fn score_windows(
         scored += 1;
         last_end = last_end.max(w.end_s);
         detector.process(&w, &mut events);
+        add_laeq(history.as_deref(), &mut events, w.end_s);
         if output.scores || mqtt_scores {
             send(Line::Scores(scores_line(model, &w, output.top_k)));
         }
@@ -349,12 +341,22 @@ fn score_windows(
         }
     }
     detector.finish(last_end, &mut events);
+    add_laeq(history.as_deref(), &mut events, last_end);
     for e in events.drain(..) {
         sent += 1;
         health.events_total.fetch_add(1, Ordering::Relaxed);
         send(Line::Event(Box::new(e)));
     }
     result.map(|()| (scored, sent))
+}
+
+/// Sets each event's LAeq, from its start to its end (or to `now_s` while it lasts).
+fn add_laeq(history: Option<&History>, events: &mut [Event], now_s: f64) {
+    if let Some(h) = history {
+        for e in events {
+            e.laeq_db = h.laeq(e.start_offset_s, e.end_offset_s.unwrap_or(now_s));
+        }
+    }
 }
 
 /// What the inference thread reads besides the windows.
@@ -364,6 +366,8 @@ struct Settings<'a> {
     health: &'a Health,
     control: &'a Control,
     notify: &'a crate::notify::Notifier,
+    /// Recent levels, when measured (the LAeq of sound events).
+    history: Option<std::sync::Arc<History>>,
 }
 
 /// SIGHUP: re-reads the configuration and gives the detector its new watches and settings.
@@ -405,28 +409,43 @@ struct Sinks<'a> {
     events: bool,
     /// Scores lines on stdout.
     scores: bool,
+    /// Level reports on stdout.
+    levels: bool,
     /// The MQTT publisher.
     mqtt: Option<&'a Mqtt>,
     /// Scores on MQTT too.
     mqtt_scores: bool,
 }
 
-/// The output thread. An event goes to the MQTT outbox (on disk when this returns) before it
-/// is printed; a failing outbox stops the run rather than lose events silently.
+/// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
+/// outbox (on disk when this returns) before it is printed; a failing outbox stops the run
+/// rather than lose events silently.
 fn write_lines(
     out: impl Write,
     rx: crossbeam_channel::Receiver<Line>,
     sinks: Sinks,
 ) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(out);
+    let mut seq = 0;
     for line in rx.iter() {
         match line {
-            Line::Event(e) => {
+            Line::Event(mut e) => {
+                seq += 1;
+                e.seq = seq;
                 if let Some(m) = sinks.mqtt {
                     m.event(&e)?;
                 }
                 if sinks.events {
                     serde_json::to_writer(&mut out, &e)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Line::Level(r) => {
+                if let Some(m) = sinks.mqtt {
+                    m.level(&r)?;
+                }
+                if sinks.levels {
+                    serde_json::to_writer(&mut out, &r)?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -457,4 +476,67 @@ fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
         "frames": w.frames, "top": top,
     })
     .to_string()
+}
+
+/// Opens the configured source: the file (if any) and the sample rate audio will arrive at.
+/// A capture device that is missing at start is assumed at its configured rate (or 48 kHz)
+/// and retried in the background.
+pub(crate) fn open_source(source: &SourceConfig) -> anyhow::Result<(Option<AudioFile>, u32)> {
+    Ok(match source {
+        SourceConfig::File { path, .. } => {
+            let file = AudioFile::open(path)?;
+            let rate = file.sample_rate();
+            (Some(file), rate)
+        }
+        SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
+            (None, layout.rate)
+        }
+        SourceConfig::Capture(c) => {
+            let rate = crate::capture::probe_rate(c).unwrap_or_else(|e| {
+                let guess = c.rate.unwrap_or(48_000);
+                tracing::warn!(reason = %e, rate = guess, "capture device not available yet; retrying in the background");
+                guess
+            });
+            (None, rate)
+        }
+    })
+}
+
+/// The source thread's work: sends the source's audio as chunks until it ends or `shutdown`
+/// is set.
+pub(crate) fn feed_source(
+    source: &SourceConfig,
+    file: Option<AudioFile>,
+    rate: u32,
+    shutdown: &AtomicBool,
+    audio_tx: crossbeam_channel::Sender<Chunk>,
+    health: &crate::source::SourceHealth,
+) {
+    match (source, file) {
+        (
+            SourceConfig::File {
+                chunk, realtime, ..
+            },
+            Some(file),
+        ) => replay_file(file, *chunk, *realtime, shutdown, audio_tx),
+        (SourceConfig::Stdin { layout, chunk }, _) => {
+            let stdin = std::io::stdin().lock();
+            if let Err(e) = read_raw(stdin, *layout, *chunk, shutdown, &audio_tx, health) {
+                tracing::error!(error = %e, "reading standard input failed; the stream ends");
+            }
+        }
+        (
+            SourceConfig::Command {
+                argv,
+                layout,
+                chunk,
+                restart,
+            },
+            _,
+        ) => run_command(argv, *layout, *chunk, *restart, shutdown, audio_tx, health),
+        (SourceConfig::Capture(c), _) => {
+            crate::capture::capture(c, rate, shutdown, audio_tx, health)
+        }
+        (SourceConfig::File { .. }, None) => {}
+    }
 }

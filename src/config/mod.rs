@@ -1,5 +1,6 @@
 //! Configuration: raw TOML structs → a pure `validate` that returns domain types or every error.
 
+mod levels;
 mod raw;
 mod validate;
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// MQTT publishing (`[mqtt]`); on when a broker URL is set.
     pub mqtt: crate::mqtt::MqttSettings,
+    /// Sound levels and limits (`[levels]`).
+    pub levels: crate::levels::LevelsConfig,
 }
 
 /// Audio sources.

@@ -18,6 +18,44 @@ pub struct Raw {
     pub detect: RawDetect,
     pub output: RawOutput,
     pub mqtt: RawMqtt,
+    pub levels: RawLevels,
+}
+
+/// `[levels]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLevels {
+    pub enabled: bool,
+    pub interval: String,
+    pub offset_db: Option<f64>,
+    pub stdout: bool,
+    pub timezone: Option<String>,
+    pub limit: Vec<RawLimit>,
+}
+
+impl Default for RawLevels {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: "60s".into(),
+            offset_db: None,
+            stdout: true,
+            timezone: None,
+            limit: Vec::new(),
+        }
+    }
+}
+
+/// `[[levels.limit]]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLimit {
+    pub name: Option<String>,
+    pub metric: Option<String>,
+    pub period: Option<String>,
+    pub threshold_db: Option<f64>,
+    pub hours: Option<String>,
+    pub days: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -192,6 +192,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         err("output.top_k", "must be at least 1".into());
     }
     let mqtt = mqtt(&raw.mqtt, &sensor_id, base, &mut err);
+    let levels = super::levels::levels(&raw.levels, &mut err);
     let cfg = Config {
         sensor_id,
         model_path,
@@ -206,6 +207,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             top_k: raw.output.top_k,
         },
         mqtt,
+        levels,
     };
     if errs.is_empty() {
         Ok(cfg)
@@ -388,7 +390,7 @@ fn settings(
 }
 
 /// Parses "1s", "500ms", "2m", "1h 30m".
-fn duration(s: &str, key: &str, err: &mut dyn FnMut(&str, String)) -> Duration {
+pub(super) fn duration(s: &str, key: &str, err: &mut dyn FnMut(&str, String)) -> Duration {
     humantime::parse_duration(s).unwrap_or_else(|e| {
         err(
             key,

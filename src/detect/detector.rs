@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::event::{rfc3339, Event, EventStamp, EventState};
+use super::event::{rfc3339, Event, EventKind, EventStamp, EventState};
 use crate::analysis::WindowScores;
 use crate::model::slugify;
 
@@ -57,7 +57,6 @@ struct Open {
 pub struct Detector {
     watches: Vec<(Watch, State)>,
     stamp: EventStamp,
-    seq: u64,
 }
 
 impl Detector {
@@ -66,7 +65,6 @@ impl Detector {
         Self {
             watches: watches.into_iter().map(|w| (w, State::Idle)).collect(),
             stamp,
-            seq: 0,
         }
     }
 
@@ -199,7 +197,6 @@ impl Detector {
         score: f32,
         end_s: Option<f64>,
     ) -> Event {
-        self.seq += 1;
         let base = self.stamp.stream_start;
         Event {
             v: 1,
@@ -207,17 +204,19 @@ impl Detector {
             sensor: self.stamp.sensor.clone(),
             label: w.name.clone(),
             slug: slugify(&w.name),
+            kind: EventKind::Sound,
             state,
-            score: round4(score),
-            peak_score: round4(open.peak),
+            score: Some(round4(score)),
+            peak_score: Some(round4(open.peak)),
             start: rfc3339(base, open.start),
             end: end_s.map(|e| rfc3339(base, e)),
             duration_s: end_s.map(|e| round3(e - open.start)),
             laeq_db: None,
             model: self.stamp.model.clone(),
-            seq: self.seq,
+            seq: 0,
             start_offset_s: round3(open.start),
             end_offset_s: end_s.map(round3),
+            limit: None,
         }
     }
 }
@@ -288,10 +287,9 @@ mod tests {
         assert_eq!(states, [EventState::Start, EventState::End]);
         assert_eq!(ev[0].start_offset_s, 1.0);
         assert_eq!(ev[1].end_offset_s, Some(6.0));
-        assert_eq!(ev[1].peak_score, 0.95);
+        assert_eq!(ev[1].peak_score, Some(0.95));
         assert_eq!(ev[0].id, ev[1].id);
         assert_eq!(ev[1].start, "1970-01-01T00:00:01.000Z");
-        assert_eq!((ev[0].seq, ev[1].seq), (1, 2));
     }
 
     #[test]

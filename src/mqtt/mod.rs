@@ -77,6 +77,19 @@ impl Health {
     }
 }
 
+/// What a sensor announces: its watched labels and limit rules as (name, slug), each with a
+/// retained ON/OFF state and, with discovery, a binary_sensor; and whether level reports are
+/// published (`Some(calibrated)`), which adds LAeq and LAFmax sensors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entities {
+    /// Watched labels and groups.
+    pub sounds: Vec<(String, String)>,
+    /// Limit rules.
+    pub limits: Vec<(String, String)>,
+    /// Level reports: `Some(calibrated)` when on.
+    pub levels: Option<bool>,
+}
+
 /// What the publisher thread and the producers share.
 struct Shared {
     outbox: Mutex<Outbox>,
@@ -100,14 +113,14 @@ pub struct Mqtt {
 const EPHEMERAL_QUEUE: usize = 16;
 
 impl Mqtt {
-    /// Opens the outbox and starts the publisher thread. `watches` are (name, slug) of the
-    /// watched labels: their states start OFF (queued behind anything left from an earlier
-    /// run) and, with discovery, each becomes a binary_sensor.
+    /// Opens the outbox and starts the publisher thread. The states of the watched labels and
+    /// limit rules of `entities` start OFF (queued behind anything left from an earlier run)
+    /// and, with discovery, each becomes a binary_sensor.
     pub fn start(
         settings: &MqttSettings,
         sensor: &str,
         model: &str,
-        watches: Vec<(String, String)>,
+        entities: Entities,
         health: Arc<Health>,
     ) -> anyhow::Result<Self> {
         let url = settings
@@ -133,8 +146,10 @@ impl Mqtt {
                 .discovery
                 .then_some(settings.discovery_prefix.as_str()),
         );
-        let initial: Vec<Message> = watches
+        let initial: Vec<Message> = entities
+            .sounds
             .iter()
+            .chain(&entities.limits)
             .map(|(_, slug)| topics.state_message(slug, "OFF"))
             .collect();
         note_dropped(&outbox.push(&initial)?);
@@ -152,7 +167,7 @@ impl Mqtt {
             topics: topics.clone(),
             shared: Arc::clone(&shared),
             health,
-            watches,
+            entities,
             model: model.to_owned(),
         };
         let thread = std::thread::Builder::new()
@@ -175,6 +190,11 @@ impl Mqtt {
         note_dropped(&dropped);
         self.shared.wake.notify_all();
         Ok(())
+    }
+
+    /// Queues a level report (not retained; the first kind dropped when the outbox is full).
+    pub fn level(&self, report: &crate::levels::LevelReport) -> Result<(), OutboxError> {
+        self.push(&[self.topics.level_message(report)])
     }
 
     /// Offers a scores message; dropped if the publisher is behind or not connected.

@@ -31,7 +31,7 @@ pub(super) struct Publisher {
     pub topics: Topics,
     pub shared: Arc<Shared>,
     pub health: Arc<Health>,
-    pub watches: Vec<(String, String)>,
+    pub entities: super::Entities,
     pub model: String,
 }
 
@@ -266,7 +266,7 @@ impl Publisher {
         if self.topics.discovery.is_none() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let configs = self.topics.discovery(&self.watches, &self.model);
+        let configs = self.topics.discovery(&self.entities, &self.model);
         let before = self
             .shared
             .outbox

@@ -75,6 +75,21 @@ impl Topics {
         out
     }
 
+    /// `<base>/level`.
+    pub fn level(&self) -> String {
+        format!("{}/level", self.base)
+    }
+
+    /// A level report message (not retained).
+    pub fn level_message(&self, r: &crate::levels::LevelReport) -> Message {
+        Message {
+            kind: Kind::Level,
+            topic: self.level(),
+            payload: serde_json::to_vec(r).unwrap_or_default(),
+            retain: false,
+        }
+    }
+
     /// A retained ON/OFF state.
     pub fn state_message(&self, slug: &str, state: &str) -> Message {
         Message {
@@ -95,16 +110,19 @@ impl Topics {
         })
     }
 
-    /// Home Assistant discovery configs: a binary_sensor per watched label (name, slug), and
-    /// sensors for the stats. `(topic, payload)` pairs, retained.
-    pub fn discovery(&self, watches: &[(String, String)], model: &str) -> Vec<(String, String)> {
+    /// Home Assistant discovery configs: a binary_sensor per watched label and limit rule,
+    /// LAeq and LAFmax sensors when levels are reported, and sensors for the stats.
+    /// `(topic, payload)` pairs, retained.
+    pub fn discovery(&self, entities: &super::Entities, model: &str) -> Vec<(String, String)> {
         let Some(prefix) = &self.discovery else {
             return Vec::new();
         };
         let avail = json!([{ "topic": self.status(), "payload_available": "online",
                              "payload_not_available": "offline" }]);
         let mut out = Vec::new();
-        for (name, slug) in watches {
+        let sounds = entities.sounds.iter().map(|w| (w, "sound"));
+        let limits = entities.limits.iter().map(|w| (w, "problem"));
+        for ((name, slug), class) in sounds.chain(limits) {
             let id = format!("soundsentry_{}_{slug}", self.sensor_slug);
             let cfg = json!({
                 "name": name,
@@ -113,12 +131,35 @@ impl Topics {
                 "state_topic": self.state(slug),
                 "payload_on": "ON",
                 "payload_off": "OFF",
-                "device_class": "sound",
+                "device_class": class,
                 "availability": avail,
                 "device": self.device(model),
             });
             out.push((
                 format!("{prefix}/binary_sensor/{}/{slug}/config", self.sensor_slug),
+                cfg.to_string(),
+            ));
+        }
+        for (key, name) in LEVEL_SENSORS.iter().filter(|_| entities.levels.is_some()) {
+            let calibrated = entities.levels == Some(true);
+            let id = format!("soundsentry_{}_{key}", self.sensor_slug);
+            let mut cfg = json!({
+                "name": name,
+                "unique_id": id,
+                "object_id": id,
+                "state_topic": self.level(),
+                "value_template": format!("{{{{ value_json.{key} }}}}"),
+                "unit_of_measurement": if calibrated { "dB" } else { "dBFS" },
+                "state_class": "measurement",
+                "availability": avail,
+                "device": self.device(model),
+            });
+            // Home Assistant's sound_pressure class takes dB, not dBFS.
+            if calibrated {
+                cfg["device_class"] = json!("sound_pressure");
+            }
+            out.push((
+                format!("{prefix}/sensor/{}/{key}/config", self.sensor_slug),
                 cfg.to_string(),
             ));
         }
@@ -146,6 +187,9 @@ impl Topics {
     }
 }
 
+/// Level report fields shown as Home Assistant sensors: (key, name).
+const LEVEL_SENSORS: [(&str, &str); 2] = [("laeq", "LAeq"), ("lamax", "LAFmax")];
+
 /// Stats fields shown as Home Assistant sensors: (key, name, unit).
 const STAT_SENSORS: [(&str, &str, Option<&str>); 5] = [
     ("uptime_s", "Uptime", Some("s")),
@@ -167,7 +211,12 @@ mod tests {
             t.state("jackhammer"),
             "soundsentry/site_north/label/jackhammer/state"
         );
-        let d = t.discovery(&[("Jackhammer".into(), "jackhammer".into())], "m");
+        let entities = crate::mqtt::Entities {
+            sounds: vec![("Jackhammer".into(), "jackhammer".into())],
+            limits: vec![("LAeq 15m > 75 dB".into(), "laeq_15m_75_db".into())],
+            levels: Some(true),
+        };
+        let d = t.discovery(&entities, "m");
         assert_eq!(
             d[0].0,
             "homeassistant/binary_sensor/site_north/jackhammer/config"
@@ -179,8 +228,25 @@ mod tests {
             v["availability"][0]["topic"],
             "soundsentry/site_north/status"
         );
-        let s: serde_json::Value = serde_json::from_str(&d[1].1).expect("json");
+        let l: serde_json::Value = serde_json::from_str(&d[1].1).expect("json");
+        assert_eq!(l["device_class"], "problem");
+        assert_eq!(
+            l["state_topic"],
+            "soundsentry/site_north/label/laeq_15m_75_db/state"
+        );
+        let laeq: serde_json::Value = serde_json::from_str(&d[2].1).expect("json");
+        assert_eq!(laeq["state_topic"], "soundsentry/site_north/level");
+        assert_eq!(laeq["value_template"], "{{ value_json.laeq }}");
+        assert_eq!(
+            (
+                laeq["device_class"].as_str(),
+                laeq["unit_of_measurement"].as_str()
+            ),
+            (Some("sound_pressure"), Some("dB"))
+        );
+        let s: serde_json::Value = serde_json::from_str(&d[4].1).expect("json");
         assert_eq!(s["value_template"], "{{ value_json.uptime_s }}");
-        assert!(Topics::new("p", "x", None).discovery(&[], "m").is_empty());
+        let none = crate::mqtt::Entities::default();
+        assert!(Topics::new("p", "x", None).discovery(&none, "m").is_empty());
     }
 }

@@ -1,5 +1,9 @@
 //! The subcommands' work, behind the thin `main`.
 
+mod levels;
+
+pub use levels::{calibrate, levels};
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,131 @@
+//! Validation of the `[levels]` table and its `[[levels.limit]]` rules.
+
+use std::time::Duration;
+
+use super::raw::RawLevels;
+use super::validate::duration;
+use crate::levels::{parse_days, parse_hours, LevelsConfig, LimitRule, Metric};
+
+/// The `[levels]` table; errors go to `err` with their key paths.
+pub(super) fn levels(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> LevelsConfig {
+    let interval = duration(&raw.interval, "levels.interval", err);
+    let millis = interval.as_millis();
+    if millis < 125 || !millis.is_multiple_of(125) || interval.as_secs() > 86_400 {
+        err(
+            "levels.interval",
+            format!(
+                "{:?} must be a whole number of 125 ms blocks between 125ms and 24h",
+                raw.interval
+            ),
+        );
+    }
+    let offset_db = raw.offset_db.filter(|o| {
+        let ok = o.is_finite() && (-100.0..=250.0).contains(o);
+        if !ok {
+            err(
+                "levels.offset_db",
+                format!("{o} is not a plausible calibration offset (dB)"),
+            );
+        }
+        ok
+    });
+    let timezone = match raw.timezone.as_deref() {
+        None => jiff::tz::TimeZone::system(),
+        Some("UTC") | Some("utc") => jiff::tz::TimeZone::UTC,
+        Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+            err(
+                "levels.timezone",
+                format!("{name:?} is not a known time zone ({e}); e.g. \"Europe/Berlin\""),
+            );
+            jiff::tz::TimeZone::UTC
+        }),
+    };
+    let mut limits: Vec<LimitRule> = Vec::new();
+    for (i, l) in raw.limit.iter().enumerate() {
+        let key = format!("levels.limit[{i}]");
+        let metric_name = l.metric.as_deref().unwrap_or("laeq");
+        let metric = Metric::parse(metric_name).unwrap_or_else(|| {
+            let names: Vec<_> = Metric::ALL.iter().map(|(n, _)| *n).collect();
+            err(
+                &format!("{key}.metric"),
+                format!("{metric_name:?} is not one of {}", names.join(", ")),
+            );
+            Metric::Laeq
+        });
+        let period_text = l.period.as_deref().unwrap_or("15m");
+        let period = duration(period_text, &format!("{key}.period"), err);
+        let secs = period.as_secs();
+        if period.subsec_nanos() != 0 || secs == 0 || !86_400u64.is_multiple_of(secs) {
+            err(
+                &format!("{key}.period"),
+                format!(
+                    "{period_text:?} must be whole seconds that divide a day (e.g. 15m, 1h, 12h)"
+                ),
+            );
+        }
+        let period = Duration::from_secs(secs.clamp(1, 86_400));
+        let threshold_db = match l.threshold_db {
+            Some(t) if t.is_finite() => t,
+            Some(t) => {
+                err(
+                    &format!("{key}.threshold_db"),
+                    format!("{t} is not a level"),
+                );
+                0.0
+            }
+            None => {
+                err(
+                    &format!("{key}.threshold_db"),
+                    "missing: the limit in dB".into(),
+                );
+                0.0
+            }
+        };
+        let hours = l.hours.as_deref().and_then(|h| {
+            parse_hours(h)
+                .map_err(|e| err(&format!("{key}.hours"), e))
+                .ok()
+        });
+        let days = parse_days(l.days.as_deref().unwrap_or("all")).unwrap_or_else(|e| {
+            err(&format!("{key}.days"), e);
+            [true; 7]
+        });
+        let name = l.name.clone().unwrap_or_else(|| {
+            format!(
+                "{} {} > {threshold_db} dB",
+                metric.label(),
+                humantime::format_duration(period)
+            )
+        });
+        if crate::model::slugify(&name).is_empty() {
+            err(
+                &format!("{key}.name"),
+                format!("{name:?} needs a letter or digit"),
+            );
+        } else if limits
+            .iter()
+            .any(|r| crate::model::slugify(&r.name) == crate::model::slugify(&name))
+        {
+            err(
+                &format!("{key}.name"),
+                format!("{name:?} is used by another limit"),
+            );
+        }
+        limits.push(LimitRule {
+            name,
+            metric,
+            period,
+            threshold_db,
+            hours,
+            days,
+        });
+    }
+    LevelsConfig {
+        enabled: raw.enabled,
+        interval,
+        offset_db,
+        stdout: raw.stdout,
+        timezone,
+        limits,
+    }
+}

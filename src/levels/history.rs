@@ -1,0 +1,96 @@
+//! The recent A-weighted 125 ms levels, shared with the inference thread so that sound events
+//! can carry the LAeq measured while they lasted.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use super::meter::{to_db, Block, BLOCKS_PER_S};
+
+/// Blocks kept: 12 hours (1.4 MB). An event longer than that gets the LAeq of its last 12 h.
+pub const HISTORY_BLOCKS: usize = 12 * 3600 * BLOCKS_PER_S as usize;
+
+/// A ring of block mean squares, indexed by block number.
+#[derive(Debug)]
+pub struct History {
+    inner: Mutex<Ring>,
+    offset: f64,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    first: u64,
+    a: VecDeque<f32>,
+}
+
+impl History {
+    /// An empty history; `offset` is the calibration added to reported levels.
+    pub fn new(offset: f64) -> Self {
+        Self {
+            inner: Mutex::new(Ring::default()),
+            offset,
+        }
+    }
+
+    /// Records a block.
+    pub fn push(&self, b: &Block) {
+        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if r.a.is_empty() {
+            r.first = b.index;
+        }
+        if r.a.len() == HISTORY_BLOCKS {
+            r.a.pop_front();
+            r.first += 1;
+        }
+        r.a.push_back(b.a as f32);
+    }
+
+    /// LAeq in dB over [from_s, to_s] (seconds from the stream start), from the blocks that
+    /// overlap it, each weighted by its overlap; `None` when no block overlaps.
+    pub fn laeq(&self, from_s: f64, to_s: f64) -> Option<f64> {
+        let r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let per = f64::from(BLOCKS_PER_S);
+        let lo = ((from_s * per).floor().max(0.0) as u64).max(r.first);
+        let hi = ((to_s * per).ceil().max(0.0) as u64).min(r.first + r.a.len() as u64);
+        let (mut energy, mut seconds) = (0.0, 0.0);
+        for k in lo..hi {
+            let (s, e) = (k as f64 / per, (k + 1) as f64 / per);
+            let overlap = e.min(to_s) - s.max(from_s);
+            if overlap > 0.0 {
+                energy += f64::from(r.a[(k - r.first) as usize]) * overlap;
+                seconds += overlap;
+            }
+        }
+        (seconds > 0.0).then(|| (to_db(energy / seconds, self.offset) * 10.0).round() / 10.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(index: u64, a: f64) -> Block {
+        Block {
+            index,
+            seconds: 0.125,
+            a,
+            c: a,
+            z: a,
+            af_max: a,
+            af_min: Some(a),
+            as_max: a,
+        }
+    }
+
+    #[test]
+    fn laeq_weights_blocks_by_overlap() {
+        let h = History::new(0.0);
+        for k in 0..16 {
+            h.push(&block(k, if k < 8 { 0.5 } else { 0.005 }));
+        }
+        assert_eq!(h.laeq(0.0, 1.0), Some(0.0));
+        assert_eq!(h.laeq(1.0, 2.0), Some(-20.0));
+        // Half a second of each: 10·log10((0.5 + 0.005) / 2 / 0.5) = −2.97 dB.
+        assert_eq!(h.laeq(0.5, 1.5), Some(-3.0));
+        assert_eq!(h.laeq(5.0, 6.0), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! Sound levels for noise limits: A/C/Z weighting, F/S time weighting, Leq, Lmax/Lmin,
+//! L10/L90 reports, limit rules and calibration, measured at the capture rate.
+//!
+//! Data path: samples (mono, capture rate) → [`Meter`] (weighting filters, 125 ms [`Block`]s)
+//! → [`Reporter`] (a [`LevelReport`] every interval), [`Limits`] (limit events) and
+//! [`History`] (the LAeq of sound events). [`LevelChain`] bundles them for `run`.
+
+mod calibrate;
+mod history;
+mod limits;
+mod meter;
+mod report;
+pub mod weighting;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use calibrate::{measure_tone, CalibrationError, Tone};
+pub use history::History;
+pub use limits::{parse_days, parse_hours, LimitRule, Limits, Metric};
+pub use meter::{to_db, Block, Meter, BLOCKS_PER_S};
+pub use report::{exceeded, LevelReport, Levels, Reporter, Summary};
+
+use crate::detect::Event;
+
+/// The validated `[levels]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelsConfig {
+    /// Measure levels at all.
+    pub enabled: bool,
+    /// Time between level reports.
+    pub interval: Duration,
+    /// dBFS → dB SPL; `None` until calibrated (reports say `calibrated: false`).
+    pub offset_db: Option<f64>,
+    /// Level reports on stdout (they go to MQTT whenever a broker is set).
+    pub stdout: bool,
+    /// Time zone of the limit rules' hours and days.
+    pub timezone: jiff::tz::TimeZone,
+    /// Limit rules.
+    pub limits: Vec<LimitRule>,
+}
+
+impl Default for LevelsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(60),
+            offset_db: None,
+            stdout: true,
+            timezone: jiff::tz::TimeZone::UTC,
+            limits: Vec::new(),
+        }
+    }
+}
+
+/// What the level chain produces.
+#[derive(Debug)]
+pub enum LevelOutput {
+    /// A level report.
+    Report(LevelReport),
+    /// A limit event.
+    Event(Event),
+}
+
+/// Why levels cannot be measured on a stream.
+#[derive(Debug, thiserror::Error)]
+#[error("levels need audio at {min} Hz or more; the source gives {rate} Hz", min = weighting::MIN_RATE)]
+pub struct RateTooLow {
+    /// The source's rate.
+    pub rate: u32,
+}
+
+/// Meter, reports, limits and history for one stream.
+pub struct LevelChain {
+    meter: Meter,
+    reporter: Reporter,
+    limits: Limits,
+    history: Arc<History>,
+    blocks: Vec<Block>,
+    events: Vec<Event>,
+    end_s: f64,
+}
+
+impl LevelChain {
+    /// The chain for audio at `rate` Hz of a stream that started at `stream_start`.
+    pub fn new(
+        cfg: &LevelsConfig,
+        rate: u32,
+        sensor: &str,
+        model: &str,
+        stream_start: jiff::Timestamp,
+    ) -> Result<Self, RateTooLow> {
+        if rate < weighting::MIN_RATE {
+            return Err(RateTooLow { rate });
+        }
+        Ok(Self {
+            meter: Meter::new(rate),
+            reporter: Reporter::new(cfg.interval, sensor, stream_start, cfg.offset_db),
+            limits: Limits::new(
+                cfg.limits.clone(),
+                cfg.timezone.clone(),
+                stream_start,
+                cfg.offset_db,
+                sensor,
+                model,
+            ),
+            history: Arc::new(History::new(cfg.offset_db.unwrap_or(0.0))),
+            blocks: Vec::new(),
+            events: Vec::new(),
+            end_s: 0.0,
+        })
+    }
+
+    /// The shared history (for the LAeq of sound events).
+    pub fn history(&self) -> Arc<History> {
+        Arc::clone(&self.history)
+    }
+
+    /// (name, slug) of the limit rules.
+    pub fn limit_names(&self) -> Vec<(String, String)> {
+        self.limits.names()
+    }
+
+    /// Feeds samples at the stream rate.
+    pub fn process(&mut self, samples: &[f32], on: &mut dyn FnMut(LevelOutput)) {
+        self.meter.process(samples, &mut self.blocks);
+        self.drain(on);
+    }
+
+    /// Ends the stream: the partial report, the last periods, open limit events end.
+    pub fn finish(&mut self, on: &mut dyn FnMut(LevelOutput)) {
+        self.meter.finish(&mut self.blocks);
+        self.drain(on);
+        if let Some(r) = self.reporter.finish(self.end_s) {
+            on(LevelOutput::Report(r));
+        }
+        self.limits.finish(&mut self.events);
+        self.events
+            .drain(..)
+            .for_each(|e| on(LevelOutput::Event(e)));
+    }
+
+    fn drain(&mut self, on: &mut dyn FnMut(LevelOutput)) {
+        for b in self.blocks.drain(..) {
+            self.end_s = b.start_s() + b.seconds;
+            self.history.push(&b);
+            self.limits.push(&b, &mut self.events);
+            self.events
+                .drain(..)
+                .for_each(|e| on(LevelOutput::Event(e)));
+            if let Some(r) = self.reporter.push(&b) {
+                on(LevelOutput::Report(r));
+            }
+        }
+    }
+}

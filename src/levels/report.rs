@@ -1,0 +1,217 @@
+//! Level reports: 125 ms blocks summed over an interval into LAeq, LCeq, LZeq, LAFmax, LAFmin,
+//! LASmax, LA10 and LA90, and the JSON line (and MQTT payload) that carries them.
+
+use serde::Serialize;
+
+use super::meter::{to_db, Block, BLOCKS_PER_S};
+
+/// Running sums of the blocks of one interval.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Seconds of audio summed.
+    pub seconds: f64,
+    a: f64,
+    c: f64,
+    z: f64,
+    af_max: f64,
+    af_min: Option<f64>,
+    as_max: f64,
+    /// Mean squares of the blocks (125 ms LAeq), for the percentiles.
+    short: Vec<f64>,
+}
+
+/// The levels of an interval in dB (dB SPL when calibrated, else dBFS).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Levels {
+    /// A-weighted equivalent continuous level.
+    pub laeq: f64,
+    /// C-weighted equivalent continuous level.
+    pub lceq: f64,
+    /// Z-weighted (flat) equivalent continuous level.
+    pub lzeq: f64,
+    /// Highest A-weighted, F-time-weighted level (LAFmax).
+    pub lamax: f64,
+    /// Lowest A-weighted, F-time-weighted level (LAFmin); null until the F average settled.
+    pub lamin: Option<f64>,
+    /// Highest A-weighted, S-time-weighted level (LASmax).
+    pub lasmax: f64,
+    /// Level exceeded 10 % of the time (from the 125 ms LAeq values).
+    pub la10: f64,
+    /// Level exceeded 90 % of the time: the background.
+    pub la90: f64,
+}
+
+impl Summary {
+    /// Adds one block.
+    pub fn push(&mut self, b: &Block) {
+        self.seconds += b.seconds;
+        self.a += b.a * b.seconds;
+        self.c += b.c * b.seconds;
+        self.z += b.z * b.seconds;
+        self.af_max = self.af_max.max(b.af_max);
+        self.as_max = self.as_max.max(b.as_max);
+        if let Some(m) = b.af_min {
+            self.af_min = Some(self.af_min.map_or(m, |x| x.min(m)));
+        }
+        self.short.push(b.a);
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.short.is_empty()
+    }
+
+    /// The A-weighted mean square (LAeq before conversion to dB).
+    pub fn a_mean_square(&self) -> f64 {
+        self.a / self.seconds.max(1e-12)
+    }
+
+    /// The levels in dB with the calibration `offset`.
+    pub fn levels(&self, offset: f64) -> Levels {
+        let t = self.seconds.max(1e-12);
+        let db = |ms: f64| round2(to_db(ms, offset));
+        let mut sorted = self.short.clone();
+        sorted.sort_by(f64::total_cmp);
+        Levels {
+            laeq: db(self.a / t),
+            lceq: db(self.c / t),
+            lzeq: db(self.z / t),
+            lamax: db(self.af_max),
+            lamin: self.af_min.map(db),
+            lasmax: db(self.as_max),
+            la10: db(exceeded(&sorted, 0.10)),
+            la90: db(exceeded(&sorted, 0.90)),
+        }
+    }
+}
+
+/// The value exceeded a `fraction` of the time in ascending `sorted` values (nearest rank:
+/// the smallest value with at most `fraction` of the values above it).
+pub fn exceeded(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let n = sorted.len();
+    let rank = ((1.0 - fraction) * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// One level report, as printed and published (`"type": "level"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelReport {
+    /// Schema version.
+    pub v: u32,
+    /// Always "level" (tells report lines from event lines on stdout).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Sensor id.
+    pub sensor: String,
+    /// RFC 3339 UTC start of the interval.
+    pub start: String,
+    /// RFC 3339 UTC end of the interval.
+    pub end: String,
+    /// Start, seconds from the stream start.
+    pub start_offset_s: f64,
+    /// End, seconds from the stream start.
+    pub end_offset_s: f64,
+    /// Seconds of audio measured (the configured interval, shorter at the end of a stream).
+    pub interval_s: f64,
+    /// The levels.
+    #[serde(flatten)]
+    pub levels: Levels,
+    /// True when a calibration offset is set (levels in dB SPL), false for dBFS.
+    pub calibrated: bool,
+    /// "dB" (SPL) when calibrated, "dBFS" otherwise.
+    pub unit: &'static str,
+}
+
+/// Cuts the blocks of a stream into report intervals.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    blocks: u64,
+    sensor: String,
+    stream_start: jiff::Timestamp,
+    offset: Option<f64>,
+    first: Option<u64>,
+    summary: Summary,
+}
+
+impl Reporter {
+    /// Reports every `interval` (rounded to whole 125 ms blocks, at least one) from the stream
+    /// start; `offset` is the calibration (dBFS → dB SPL), `None` when uncalibrated.
+    pub fn new(
+        interval: std::time::Duration,
+        sensor: &str,
+        stream_start: jiff::Timestamp,
+        offset: Option<f64>,
+    ) -> Self {
+        let blocks = (interval.as_secs_f64() * f64::from(BLOCKS_PER_S))
+            .round()
+            .max(1.0) as u64;
+        Self {
+            blocks,
+            sensor: sensor.to_owned(),
+            stream_start,
+            offset,
+            first: None,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Adds a block; returns the report of the interval it completes.
+    pub fn push(&mut self, b: &Block) -> Option<LevelReport> {
+        self.first.get_or_insert(b.index);
+        self.summary.push(b);
+        (b.index + 1)
+            .is_multiple_of(self.blocks)
+            .then(|| self.report(b.start_s() + b.seconds))
+    }
+
+    /// Ends the stream: the report of the partial interval, if any.
+    pub fn finish(&mut self, end_s: f64) -> Option<LevelReport> {
+        (!self.summary.is_empty()).then(|| self.report(end_s))
+    }
+
+    fn report(&mut self, end_s: f64) -> LevelReport {
+        let summary = std::mem::take(&mut self.summary);
+        let start_s = self.first.take().unwrap_or(0) as f64 / f64::from(BLOCKS_PER_S);
+        let at = |s: f64| crate::detect::rfc3339(self.stream_start, s);
+        LevelReport {
+            v: 1,
+            kind: "level",
+            sensor: self.sensor.clone(),
+            start: at(start_s),
+            end: at(end_s),
+            start_offset_s: round3(start_s),
+            end_offset_s: round3(end_s),
+            interval_s: round3(summary.seconds),
+            levels: summary.levels(self.offset.unwrap_or(0.0)),
+            calibrated: self.offset.is_some(),
+            unit: if self.offset.is_some() { "dB" } else { "dBFS" },
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exceeded_levels_use_the_nearest_rank() {
+        // 30 % at 70, 70 % at 50: exceeded 10 % of the time is 70, 90 % of the time is 50.
+        let mut v: Vec<f64> = [70.0; 3].into_iter().chain([50.0; 7]).collect();
+        v.sort_by(f64::total_cmp);
+        assert_eq!(exceeded(&v, 0.10), 70.0);
+        assert_eq!(exceeded(&v, 0.90), 50.0);
+        assert_eq!(exceeded(&v, 0.5), 50.0);
+        assert_eq!(exceeded(&[1.0], 0.9), 1.0);
+    }
+}
