@@ -27,7 +27,7 @@ fn mosquitto() -> PathBuf {
 }
 
 /// Waits until `f` holds, checking every 100 ms for at most `limit`.
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         if f() {
@@ -39,15 +39,15 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// A Mosquitto process with its own config, persistence folder and log, in a temp dir.
-struct Broker {
-    port: u16,
+pub(crate) struct Broker {
+    pub(crate) port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Broker {
     /// Starts a broker; `extra` is appended to its config (listener options, auth).
-    fn start(dir: &Path, extra: &str) -> Self {
+    pub(crate) fn start(dir: &Path, extra: &str) -> Self {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
@@ -113,7 +113,7 @@ impl Broker {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 }
@@ -129,14 +129,14 @@ impl Drop for Broker {
 }
 
 /// `mosquitto_sub` writing `topic payload` lines to a file.
-struct Subscriber {
+pub(crate) struct Subscriber {
     child: Child,
     out: PathBuf,
 }
 
 impl Subscriber {
     /// Subscribes to everything. `session` gives a persistent QoS 1 session under that id.
-    fn start(port: u16, dir: &Path, session: Option<&str>, extra: &[&str]) -> Self {
+    pub(crate) fn start(port: u16, dir: &Path, session: Option<&str>, extra: &[&str]) -> Self {
         let out = dir.join(format!("sub-{}.txt", session.unwrap_or("plain")));
         let file = std::fs::File::create(&out).expect("sub output");
         let mut cmd = Command::new("mosquitto_sub");
@@ -165,7 +165,7 @@ impl Subscriber {
     }
 
     /// (topic, payload) lines received so far.
-    fn lines(&self) -> Vec<(String, String)> {
+    pub(crate) fn lines(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
@@ -191,7 +191,7 @@ impl Drop for Subscriber {
 }
 
 /// Retained messages under `topic` right now, read by a fresh subscriber.
-fn retained(port: u16, topic: &str, extra: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn retained(port: u16, topic: &str, extra: &[&str]) -> BTreeMap<String, String> {
     let out = Command::new("mosquitto_sub")
         .args([
             "-h",

@@ -7,6 +7,7 @@ mod capture;
 mod cli;
 mod demo_scene;
 mod fbank_parity;
+mod levels;
 mod model_parity;
 mod mqtt;
 mod signals;

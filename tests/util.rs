@@ -67,3 +67,36 @@ pub fn json_lines(out: &Output) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
 }
+
+/// Writes mono 32-bit float samples as a WAV file (IEEE float, format 3).
+pub fn write_wav_f32(path: &std::path::Path, rate: u32, samples: &[f32]) {
+    let data = (samples.len() * 4) as u32;
+    let mut b = Vec::with_capacity(44 + data as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 4).to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&32u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, b).expect("write wav");
+}
+
+/// A sine of `amplitude` (1.0 = full scale) at `f` Hz.
+pub fn sine(rate: u32, f: f64, amplitude: f64, seconds: f64) -> Vec<f32> {
+    let n = (seconds * f64::from(rate)).round() as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (amplitude * (2.0 * std::f64::consts::PI * f * t).sin()) as f32
+        })
+        .collect()
+}

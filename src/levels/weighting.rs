@@ -207,6 +207,83 @@ impl Weighter {
     }
 }
 
+/// The weightings' gains in dB at `f` Hz, measured by feeding a unit sine through a fresh
+/// [`Weighter`] at `rate` Hz: 2 s to settle, then the output power over a whole number of
+/// periods (at least 1 s) against the input's. Returns (A, C, Z).
+pub fn measure_db(rate: u32, f: f64) -> (f64, f64, f64) {
+    let fs = f64::from(rate);
+    let mut w = Weighter::new(rate);
+    let periods = (f.max(1.0)).ceil();
+    let n = (periods * fs / f).round() as usize;
+    let settle = 2 * rate as usize;
+    let (mut pa, mut pc, mut pz, mut pin) = (0.0, 0.0, 0.0, 0.0);
+    for i in 0..settle + n {
+        let x = (2.0 * PI * f * i as f64 / fs).sin();
+        let (a, c, z) = w.step(x);
+        if i >= settle {
+            (pa, pc, pz, pin) = (pa + a * a, pc + c * c, pz + z * z, pin + x * x);
+        }
+    }
+    let db = |p: f64| 10.0 * (p / pin).log10();
+    (db(pa), db(pc), db(pz))
+}
+
+/// The measured deviations from the analytic curves at every third-octave centre below 0.45 ×
+/// `rate`, as a Markdown table (the one in docs/levels-weighting.md).
+pub fn deviation_table(rate: u32) -> String {
+    let mut t = String::from(
+        "| nominal Hz | A analytic | A measured | A dev. | C analytic | C measured | C dev. | Z dev. | class 1 limits |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (f, nominal) in third_octave_centres().zip(NOMINAL) {
+        if f >= 0.45 * f64::from(rate) {
+            continue;
+        }
+        let (a, c, z) = measure_db(rate, f);
+        let (aa, ca) = (analytic_db(Weighting::A, f), analytic_db(Weighting::C, f));
+        let (plus, minus) = class1_limits(f);
+        let minus = minus.map_or("−∞".to_owned(), |m| format!("−{m:.1}"));
+        t.push_str(&format!(
+            "| {nominal} | {} | {} | {} | {} | {} | {} | {} | +{plus:.1} / {minus} |\n",
+            fixed(aa),
+            fixed(a),
+            signed(a - aa),
+            fixed(ca),
+            fixed(c),
+            signed(c - ca),
+            signed(z)
+        ));
+    }
+    t
+}
+
+/// Two decimals, without a "-0.00".
+fn fixed(x: f64) -> String {
+    let s = format!("{x:.2}");
+    if s == "-0.00" {
+        "0.00".into()
+    } else {
+        s
+    }
+}
+
+/// Two decimals with a sign, "+0.00" for zero.
+fn signed(x: f64) -> String {
+    let s = fixed(x);
+    if s.starts_with('-') {
+        s
+    } else {
+        format!("+{s}")
+    }
+}
+
+/// Nominal names of the base-10 third-octave centres, 10 Hz to 20 kHz.
+const NOMINAL: [&str; 34] = [
+    "10", "12.5", "16", "20", "25", "31.5", "40", "50", "63", "80", "100", "125", "160", "200",
+    "250", "315", "400", "500", "630", "800", "1000", "1250", "1600", "2000", "2500", "3150",
+    "4000", "5000", "6300", "8000", "10000", "12500", "16000", "20000",
+];
+
 /// Base-10 one-third-octave centre frequencies from 10 Hz to 20 kHz (exact, 10^(n/10)).
 pub fn third_octave_centres() -> impl Iterator<Item = f64> {
     (10..=43).map(|n| 10f64.powf(f64::from(n) / 10.0))

@@ -1,0 +1,485 @@
+//! Sound levels: the weighting filters against IEC 61672-1, levels of known sines, F/S decay,
+//! L10/L90, limit rules, calibration, and levels in `run` (stdout and MQTT).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use soundsentry::levels::weighting::{
+    analytic_db, class1_limits, deviation_table, measure_db, Weighting,
+};
+use soundsentry::levels::{to_db, Block, LimitRule, Limits, Meter, Metric};
+
+use crate::mqtt::{retained, wait_for, Broker, Subscriber};
+use crate::util::{bin, json_lines, repo, run_ok, sine, write_wav_f32};
+
+const DOC: &str = "docs/levels-weighting.md";
+
+#[test]
+fn weighting_measured_with_sines_follows_iec_61672_class_1() {
+    let rate = 48_000;
+    for (n, f) in (10..=43).map(|n| (n, 10f64.powf(f64::from(n) / 10.0))) {
+        let (a, c, z) = measure_db(rate, f);
+        let (plus, minus) = class1_limits(f);
+        for (k, got) in [(Weighting::A, a), (Weighting::C, c)] {
+            let dev = got - analytic_db(k, f);
+            // ≤ 0.3 dB up to 8 kHz (n = 39), within class 1 limits everywhere.
+            if n <= 39 {
+                assert!(dev.abs() <= 0.3, "{k:?} at {f:.0} Hz: {dev:+.3} dB");
+            }
+            assert!(
+                dev <= plus && minus.is_none_or(|m| dev >= -m),
+                "{k:?} at {f:.0} Hz: {dev:+.3} dB"
+            );
+        }
+        assert!(z.abs() <= 0.1, "Z at {f:.0} Hz: {z:+.3} dB");
+    }
+    // The documentation shows this very measurement; SOUNDSENTRY_UPDATE_DOCS=1 rewrites it.
+    let table = deviation_table(rate);
+    let path = repo(DOC);
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let (head, tail) = doc.split_once("<!-- table -->").unwrap_or((&doc, ""));
+    let tail = tail.split_once("<!-- /table -->").map_or("", |t| t.1);
+    let fresh = format!("{head}<!-- table -->\n{table}<!-- /table -->{tail}");
+    if std::env::var_os("SOUNDSENTRY_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &fresh).expect("write the docs");
+    }
+    assert_eq!(
+        doc, fresh,
+        "{DOC} is out of date: run with SOUNDSENTRY_UPDATE_DOCS=1"
+    );
+}
+
+fn wav(dir: &Path, name: &str, rate: u32, samples: &[f32]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    write_wav_f32(&p, rate, samples);
+    p
+}
+
+fn levels_of(file: &Path, args: &[&str]) -> Vec<Value> {
+    json_lines(&run_ok(bin().arg("levels").arg(file).args(args)))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+#[test]
+fn a_1_khz_sine_reads_its_dbfs_in_a_c_and_z_with_a_full_scale_sine_at_0_dbfs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Convention: a sine of amplitude 1.0 (full scale) is 0 dBFS; amplitude 0.1 is −20 dBFS.
+    for (amplitude, dbfs) in [(1.0, 0.0), (0.1, -20.0), (0.001, -60.0)] {
+        let f = wav(
+            dir.path(),
+            "tone.wav",
+            48_000,
+            &sine(48_000, 1000.0, amplitude, 3.0),
+        );
+        let reports = levels_of(&f, &["--interval", "1s"]);
+        assert_eq!(reports.len(), 3);
+        for r in &reports {
+            assert_eq!(
+                (
+                    r["type"].as_str(),
+                    r["calibrated"].as_bool(),
+                    r["unit"].as_str()
+                ),
+                (Some("level"), Some(false), Some("dBFS"))
+            );
+            for key in ["laeq", "lceq", "lzeq"] {
+                assert!(
+                    (num(r, key) - dbfs).abs() <= 0.05,
+                    "{key} of {amplitude}: {r}"
+                );
+            }
+        }
+        let calibrated = levels_of(&f, &["--interval", "3s", "--offset", "94.5"]);
+        assert!((num(&calibrated[0], "laeq") - (dbfs + 94.5)).abs() <= 0.05);
+        assert_eq!(calibrated[0]["calibrated"], true);
+        assert_eq!(calibrated[0]["unit"], "dB");
+        assert_eq!(num(&calibrated[0], "interval_s"), 3.0);
+    }
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let num: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let den: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    num / den
+}
+
+#[test]
+fn f_and_s_time_weighting_decay_at_34_7_and_4_3_db_per_second() {
+    let rate = 48_000;
+    let mut audio = sine(rate, 1000.0, 0.5, 3.0);
+    audio.extend(std::iter::repeat_n(0.0, 4 * rate as usize));
+    let mut meter = Meter::new(rate);
+    let mut blocks = Vec::new();
+    meter.process(&audio, &mut blocks);
+    // A block's max of a decaying level is its value at the block's start.
+    let after = |from: f64, to: f64, pick: fn(&Block) -> f64| -> Vec<(f64, f64)> {
+        blocks
+            .iter()
+            .filter(|b| (3.0 + from..=3.0 + to).contains(&b.start_s()))
+            .map(|b| (b.start_s(), to_db(pick(b), 0.0)))
+            .collect()
+    };
+    let fast = -slope(&after(0.25, 1.0, |b| b.af_max));
+    let slow = -slope(&after(0.5, 3.5, |b| b.as_max));
+    assert!(
+        (fast / 34.7 - 1.0).abs() <= 0.1,
+        "F decays at {fast:.2} dB/s"
+    );
+    assert!(
+        (slow / 4.34 - 1.0).abs() <= 0.1,
+        "S decays at {slow:.2} dB/s"
+    );
+}
+
+#[test]
+fn la10_and_la90_of_a_signal_alternating_between_two_levels() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rate = 48_000;
+    // Each second: 0.25 s at −20 dBFS, then 0.75 s at −40 dBFS.
+    let loud = sine(rate, 1000.0, 0.1, 20.0);
+    let audio: Vec<f32> = loud
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if i % (rate as usize) < (rate as usize) / 4 {
+                x
+            } else {
+                x * 0.1
+            }
+        })
+        .collect();
+    let f = wav(dir.path(), "alternating.wav", rate, &audio);
+    let reports = levels_of(&f, &["--interval", "10s"]);
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert!((num(r, "la10") + 20.0).abs() <= 0.2, "{r}");
+        assert!((num(r, "la90") + 40.0).abs() <= 0.2, "{r}");
+        // Energy mean: 10·log10(0.25·10^−2 + 0.75·10^−4) = −25.89 dB.
+        assert!((num(r, "laeq") + 25.89).abs() <= 0.1, "{r}");
+        assert!(num(r, "lamax") <= -19.9 && num(r, "lamax") >= -21.0, "{r}");
+        // F decays 34.7 dB/s: after 0.75 s quiet it is at 10·log10(10^−4 + 10^−2·e^−6) = −39.04.
+        assert!((num(r, "lamin") + 39.04).abs() <= 0.15, "{r}");
+    }
+}
+
+/// A block of `db` (with calibration offset 100 dB) at block number `index`.
+fn block(index: u64, db: f64) -> Block {
+    let ms = 10f64.powf((db - 100.0) / 10.0) / 2.0;
+    Block {
+        index,
+        seconds: 0.125,
+        a: ms,
+        c: ms,
+        z: ms,
+        af_max: ms,
+        af_min: Some(ms),
+        as_max: ms,
+    }
+}
+
+/// Runs a rule over a level sequence starting at `start` (UTC): (seconds, dB) steps.
+fn limit_events(
+    rule: LimitRule,
+    start: &str,
+    steps: &[(f64, f64)],
+) -> Vec<soundsentry::detect::Event> {
+    let start: jiff::Timestamp = start.parse().expect("time");
+    let mut limits = Limits::new(
+        vec![rule],
+        jiff::tz::TimeZone::UTC,
+        start,
+        Some(100.0),
+        "s",
+        "m",
+    );
+    let mut out = Vec::new();
+    let mut index = 0u64;
+    for &(seconds, db) in steps {
+        for _ in 0..(seconds * 8.0) as u64 {
+            limits.push(&block(index, db), &mut out);
+            index += 1;
+        }
+    }
+    limits.finish(&mut out);
+    out
+}
+
+fn working_hours_rule() -> LimitRule {
+    LimitRule {
+        name: "LAeq 15m > 75 dB".into(),
+        metric: Metric::Laeq,
+        period: Duration::from_secs(900),
+        threshold_db: 75.0,
+        hours: Some((7 * 60, 19 * 60)),
+        days: [true, true, true, true, true, false, false],
+    }
+}
+
+#[test]
+fn a_limit_rule_fires_and_ends_at_the_right_times_inside_its_hours() {
+    let summary =
+        |events: &[soundsentry::detect::Event]| -> Vec<(String, String, Option<String>, f64)> {
+            events
+                .iter()
+                .map(|e| {
+                    let l = e.limit.as_ref().expect("limit figures");
+                    (
+                        format!("{:?}", e.state),
+                        e.start.clone(),
+                        e.end.clone(),
+                        l.value_db,
+                    )
+                })
+                .collect()
+        };
+    // Monday 23 Nov 2026, 06:45 UTC: 80 dB until 07:30, then 60 dB until 08:00. The 06:45
+    // quarter is before the hours; 07:00 and 07:15 exceed; 07:30 is under: the event ends at
+    // the end of the last quarter above.
+    let e = limit_events(
+        working_hours_rule(),
+        "2026-11-23T06:45:00Z",
+        &[(2700.0, 80.0), (1800.0, 60.0)],
+    );
+    assert_eq!(
+        summary(&e),
+        [
+            (
+                "Start".into(),
+                "2026-11-23T07:00:00.000Z".into(),
+                None,
+                80.0
+            ),
+            (
+                "Update".into(),
+                "2026-11-23T07:00:00.000Z".into(),
+                None,
+                80.0
+            ),
+            (
+                "End".into(),
+                "2026-11-23T07:00:00.000Z".into(),
+                Some("2026-11-23T07:30:00.000Z".into()),
+                60.0
+            ),
+        ]
+    );
+    assert!(e
+        .iter()
+        .all(|x| x.kind == soundsentry::detect::EventKind::Limit && x.id == e[0].id));
+    // 18:45–19:15 at 80 dB: the 18:45 quarter exceeds; 19:00 is outside the hours and ends it.
+    let e = limit_events(
+        working_hours_rule(),
+        "2026-11-23T18:45:00Z",
+        &[(1800.0, 80.0)],
+    );
+    let s = summary(&e);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!(
+        (s[0].0.as_str(), s[0].1.as_str()),
+        ("Start", "2026-11-23T18:45:00.000Z")
+    );
+    assert_eq!(
+        (s[1].0.as_str(), s[1].2.as_deref()),
+        ("End", Some("2026-11-23T19:00:00.000Z"))
+    );
+    // Saturday: not a working day, nothing fires.
+    assert!(limit_events(
+        working_hours_rule(),
+        "2026-11-28T09:00:00Z",
+        &[(1800.0, 90.0)]
+    )
+    .is_empty());
+    // 74.9 dB is not above 75.
+    assert!(limit_events(
+        working_hours_rule(),
+        "2026-11-23T09:00:00Z",
+        &[(1800.0, 74.9)]
+    )
+    .is_empty());
+    // A stream that stops while above ends the event at the end of the last full quarter.
+    let e = limit_events(
+        working_hours_rule(),
+        "2026-11-23T09:00:00Z",
+        &[(1000.0, 80.0)],
+    );
+    let s = summary(&e);
+    assert_eq!(
+        (s[0].0.as_str(), s.last().map(|x| x.0.as_str())),
+        ("Start", Some("End"))
+    );
+    assert_eq!(
+        s.last().and_then(|x| x.2.clone()).as_deref(),
+        Some("2026-11-23T09:15:00.000Z")
+    );
+}
+
+#[test]
+fn calibrate_prints_the_offset_of_a_94_db_tone_and_refuses_what_is_not_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rate = 48_000;
+    // 0.05 amplitude = −26.02 dBFS: a 94 dB calibrator then needs +120.02 dB.
+    let f = wav(dir.path(), "cal.wav", rate, &sine(rate, 1000.0, 0.05, 6.0));
+    let out = run_ok(bin().arg("calibrate").arg(&f));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("offset_db = 120.02"), "{text}");
+    // Listening through a configured source gives the same.
+    let cfg = dir.path().join("cal.toml");
+    std::fs::write(
+        &cfg,
+        format!("[model]\npath = \"x\"\n[source]\npath = {f:?}\n"),
+    )
+    .expect("cfg");
+    let out = run_ok(
+        bin()
+            .args(["calibrate", "--seconds", "5", "--config"])
+            .arg(&cfg),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("offset_db = 120.02"));
+    // And the offset calibrates: the tone then reads 94.0 dB.
+    let r = levels_of(&f, &["--interval", "5s", "--offset", "120.02"]);
+    assert!((num(&r[0], "laeq") - 94.0).abs() <= 0.05, "{}", r[0]);
+    let bad = wav(dir.path(), "hum.wav", rate, &sine(rate, 250.0, 0.05, 6.0));
+    let out = bin().arg("calibrate").arg(&bad).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a sound calibrator gives 1000 Hz"));
+}
+
+#[test]
+fn levels_of_bad_input_say_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let low = wav(dir.path(), "low.wav", 4_000, &sine(4_000, 500.0, 0.1, 1.0));
+    for (args, says) in [
+        (vec![low.to_str().unwrap_or_default()], "8000 Hz or more"),
+        (
+            vec![low.to_str().unwrap_or_default(), "--interval", "100ms"],
+            "125 ms",
+        ),
+        (vec!["/nonexistent.wav"], "nonexistent.wav"),
+    ] {
+        let out = bin().arg("levels").args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A config on the default model and the demo scene with `[levels]` on and `mqtt` appended.
+fn levels_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("levels.toml");
+    let text = format!(
+        "sensor_id = \"test-site\"\n[model]\npath = {:?}\n[source]\npath = {:?}\n\
+         [detect]\non = 0.4\noff = 0.25\nmin_duration = \"1s\"\nhold = \"2500ms\"\n\
+         [levels]\nenabled = true\ninterval = \"10s\"\noffset_db = 100.0\ntimezone = \"UTC\"\n\
+         [[levels.limit]]\nname = \"Loud second\"\nmetric = \"laeq\"\nperiod = \"1s\"\nthreshold_db = 0\n\
+         {extra}",
+        repo("models/sitehome-tiny-ast"),
+        repo("samples/demo-scene.wav"),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    cfg
+}
+
+#[test]
+fn run_reports_levels_and_limit_events_and_sound_events_carry_their_laeq() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run_ok(
+        bin()
+            .args(["run", "--config"])
+            .arg(levels_config(dir.path(), "")),
+    );
+    let lines = json_lines(&out);
+    let reports: Vec<_> = lines.iter().filter(|l| l["type"] == "level").collect();
+    // 64 s scene, a report every 10 s: six full and the last 4 s.
+    assert_eq!(reports.len(), 7);
+    assert_eq!(num(reports[6], "interval_s"), 4.0);
+    assert!(reports
+        .iter()
+        .all(|r| r["calibrated"] == true && num(r, "laeq") > 0.0));
+    let events: Vec<_> = lines.iter().filter(|l| l["type"].is_null()).collect();
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "numbered in output order"
+    );
+    let sounds: Vec<_> = events.iter().filter(|e| e["kind"] == "sound").collect();
+    assert!(!sounds.is_empty());
+    assert!(
+        sounds.iter().all(|e| e["laeq_db"].as_f64().is_some()),
+        "sound events carry LAeq"
+    );
+    // Every second of the scene is above 0 dB: one limit event, started at 0 and ended at the end.
+    let limit: Vec<_> = events.iter().filter(|e| e["kind"] == "limit").collect();
+    assert_eq!(
+        limit.first().map(|e| e["state"].clone()),
+        Some("start".into())
+    );
+    assert_eq!(limit.last().map(|e| e["state"].clone()), Some("end".into()));
+    // Periods are aligned to the clock: the last one ends on a whole second after the scene.
+    let end = limit.last().expect("end");
+    assert!((63.0..65.0).contains(&num(end, "end_offset_s")), "{end}");
+    assert!(
+        end["end"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(":00.000Z") || s.ends_with(".000Z")),
+        "{end}"
+    );
+    assert_eq!(limit[0]["limit"]["threshold_db"], 0.0);
+    assert!(limit[0]["score"].is_null());
+}
+
+#[test]
+fn levels_reach_mqtt_with_home_assistant_sensors_and_the_limit_state() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start(dir.path(), "allow_anonymous true\n");
+    let sub = Subscriber::start(broker.port, dir.path(), None, &[]);
+    let cfg = levels_config(
+        dir.path(),
+        &format!("[mqtt]\noutbox = {:?}\n", dir.path().join("outbox.redb")),
+    );
+    let out = run_ok(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args(["--mqtt", &broker.url()]),
+    );
+    let printed: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "level")
+        .collect();
+    let base = "soundsentry/test_site";
+    let levels = || -> Vec<Value> {
+        sub.lines()
+            .into_iter()
+            .filter(|(t, _)| *t == format!("{base}/level"))
+            .map(|(_, p)| serde_json::from_str(&p).expect("level JSON"))
+            .collect()
+    };
+    assert!(wait_for(Duration::from_secs(10), || levels().len() >= printed.len()));
+    assert_eq!(levels(), printed);
+    let state = retained(broker.port, &format!("{base}/label/loud_second/state"), &[]);
+    assert_eq!(state.values().next().map(String::as_str), Some("OFF"));
+    let disc = retained(broker.port, "homeassistant/#", &[]);
+    let laeq: Value =
+        serde_json::from_str(&disc["homeassistant/sensor/test_site/laeq/config"]).expect("JSON");
+    assert_eq!(laeq["state_topic"], format!("{base}/level"));
+    assert_eq!(laeq["device_class"], "sound_pressure");
+    let limit: Value =
+        serde_json::from_str(&disc["homeassistant/binary_sensor/test_site/loud_second/config"])
+            .expect("JSON");
+    assert_eq!(limit["device_class"], "problem");
+}
