@@ -54,6 +54,40 @@ fn resample(c: &mut Criterion) {
     g.finish();
 }
 
+/// The level meter on 1 s of 48 kHz audio with everything `run` does with it: A/C/Z weighting,
+/// F/S time weighting, 125 ms blocks, a report every second, one limit rule, the history.
+/// Time per iteration ÷ 1 s is the share of one core the meter costs.
+fn levels(c: &mut Criterion) {
+    let audio = noise(48_000);
+    let mut cfg = soundsentry::levels::LevelsConfig {
+        enabled: true,
+        interval: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    cfg.limits.push(soundsentry::levels::LimitRule {
+        name: "LAeq 15m > 75 dB".into(),
+        metric: soundsentry::levels::Metric::Laeq,
+        period: std::time::Duration::from_secs(900),
+        threshold_db: 75.0,
+        hours: Some((420, 1140)),
+        days: [true; 7],
+    });
+    let mut g = c.benchmark_group("levels");
+    g.throughput(Throughput::Elements(audio.len() as u64));
+    g.bench_function("meter_48k_1s", |b| {
+        let mut chain = soundsentry::levels::LevelChain::new(
+            &cfg,
+            48_000,
+            "bench",
+            "m",
+            jiff::Timestamp::now(),
+        )
+        .expect("rate");
+        b.iter(|| chain.process(&audio, &mut |o| drop(std::hint::black_box(o))))
+    });
+    g.finish();
+}
+
 fn models(c: &mut Criterion) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut dirs = vec![
@@ -84,5 +118,5 @@ fn models(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fbank, resample, models);
+criterion_group!(benches, fbank, resample, levels, models);
 criterion_main!(benches);

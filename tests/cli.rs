@@ -428,3 +428,16 @@ fn cuda_device_without_a_usable_gpu_runs_on_the_cpu_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_documented_and_packaged_configurations_are_valid() {
+    for rel in [
+        "config/soundsentry.toml",
+        "config/demo.toml",
+        "packaging/soundsentry.toml",
+    ] {
+        if let Err(e) = soundsentry::config::Config::load(&repo(rel)) {
+            panic!("{rel}: {e}");
+        }
+    }
+}

@@ -39,7 +39,7 @@ fn annotation() -> Vec<Span> {
 fn detected(events: &[Value]) -> Vec<Span> {
     let mut starts: HashMap<&str, &Value> = HashMap::new();
     let mut spans = Vec::new();
-    for e in events {
+    for e in events.iter().filter(|e| e["type"].is_null()) {
         let id = e["id"].as_str().expect("id");
         match e["state"].as_str() {
             Some("start") => {

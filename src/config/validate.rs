@@ -465,6 +465,31 @@ mod tests {
     }
 
     #[test]
+    fn levels_mistakes_are_reported_with_their_keys() {
+        let e = errors(
+            "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n[levels]\nenabled = true\n\
+             interval = \"100ms\"\ntimezone = \"Mars/Olympus\"\n\
+             [[levels.limit]]\nmetric = \"lmax\"\nperiod = \"7m\"\nhours = \"7-19\"\ndays = \"mon-fry\"\n\
+             [[levels.limit]]\nthreshold_db = 70\nperiod = \"1h\"\nlimit = 3\n",
+        );
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "levels.limit.1.limit",
+                "levels.interval",
+                "levels.timezone",
+                "levels.limit[0].metric",
+                "levels.limit[0].period",
+                "levels.limit[0].threshold_db",
+                "levels.limit[0].hours",
+                "levels.limit[0].days",
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn minimal_config_gets_documented_defaults() {
         let c = Config::parse(
             "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n",
