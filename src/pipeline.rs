@@ -39,7 +39,7 @@ pub struct RunStats {
     pub windows_total: u64,
     /// Windows dropped because the model was still busy (real-time pace only).
     pub windows_skipped_total: u64,
-    /// Event messages sent.
+    /// Event messages sent (sound and limit events).
     pub events_total: u64,
 }
 
@@ -164,11 +164,15 @@ pub fn run(
         let mut samples = 0u64;
         let mut skipped = 0u64;
         let mut failure = None;
+        let limit_health = &*health;
         let mut on_level = move |out: LevelOutput| {
             // The writer only stops when every sender is dropped, so sends cannot fail.
             let _ = level_tx.send(match out {
                 LevelOutput::Report(r) => Line::Level(Box::new(r)),
-                LevelOutput::Event(e) => Line::Event(Box::new(e)),
+                LevelOutput::Event(e) => {
+                    limit_health.events_total.fetch_add(1, Ordering::Relaxed);
+                    Line::Event(Box::new(e))
+                }
             });
         };
         let mut on_window = |w: Window| {
@@ -265,7 +269,7 @@ pub fn run(
                 "the model is slower than real time"
             );
         }
-        let (windows_total, events_total, _) = match (failure, scored, written) {
+        let (windows_total, _, _) = match (failure, scored, written) {
             (Some(e), _, _) => return Err(e),
             (None, Err(e), _) | (None, Ok(_), Err(e)) => return Err(e),
             (None, Ok(done), Ok(())) => done,
@@ -275,7 +279,8 @@ pub fn run(
             wall_s: started.elapsed().as_secs_f64(),
             windows_total,
             windows_skipped_total: skipped,
-            events_total,
+            // Sound and limit events.
+            events_total: health.events_total.load(Ordering::Relaxed),
         })
     });
     // Everything is in the outbox by now; the publisher flushes it and says offline.

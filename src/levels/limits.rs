@@ -286,11 +286,10 @@ impl Limits {
         };
         let rule = &self.rules[i].rule;
         let period_s = rule.period.as_secs_f64();
-        let value = (p.applies && p.summary.seconds >= 0.5 * period_s).then(|| {
-            rule.metric
-                .value(&p.summary.levels(self.offset.unwrap_or(0.0)))
-        });
-        let laeq = p.summary.levels(self.offset.unwrap_or(0.0)).laeq;
+        let levels = p.summary.levels(self.offset.unwrap_or(0.0));
+        let value =
+            (p.applies && p.summary.seconds >= 0.5 * period_s).then(|| rule.metric.value(&levels));
+        let laeq = levels.laeq;
         let over = value.filter(|&v| v > rule.threshold_db);
         let end_s = p.start_s + period_s;
         match (over, self.rules[i].active.take()) {
