@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::event::{rfc3339, Event, EventKind, EventStamp, EventState};
+use super::event::{rfc3339, round3, Event, EventKind, EventStamp, EventState};
 use crate::analysis::WindowScores;
 use crate::model::slugify;
 
@@ -223,10 +223,6 @@ impl Detector {
 
 fn round4(x: f32) -> f32 {
     (x * 10_000.0).round() / 10_000.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

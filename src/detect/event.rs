@@ -101,6 +101,11 @@ pub fn rfc3339(base: jiff::Timestamp, offset_s: f64) -> String {
     format!("{:.3}", t)
 }
 
+/// Rounds seconds to milliseconds, as times are printed.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 
 use super::meter::Block;
 use super::report::{Levels, Summary};
-use crate::detect::{rfc3339, Event, EventKind, EventState, LimitInfo};
+use crate::detect::{rfc3339, round3, Event, EventKind, EventState, LimitInfo};
 
 /// What a rule compares with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,10 +351,6 @@ impl Limits {
             }),
         }
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

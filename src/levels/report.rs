@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::meter::{to_db, Block, BLOCKS_PER_S};
+use crate::detect::round3;
 
 /// Running sums of the blocks of one interval.
 #[derive(Debug, Clone, Default)]
@@ -194,10 +195,6 @@ impl Reporter {
             unit: if self.offset.is_some() { "dB" } else { "dBFS" },
         }
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -142,48 +142,48 @@ impl Topics {
         }
         for (key, name) in LEVEL_SENSORS.iter().filter(|_| entities.levels.is_some()) {
             let calibrated = entities.levels == Some(true);
-            let id = format!("soundsentry_{}_{key}", self.sensor_slug);
-            let mut cfg = json!({
-                "name": name,
-                "unique_id": id,
-                "object_id": id,
-                "state_topic": self.level(),
-                "value_template": format!("{{{{ value_json.{key} }}}}"),
-                "unit_of_measurement": if calibrated { "dB" } else { "dBFS" },
-                "state_class": "measurement",
-                "availability": avail,
-                "device": self.device(model),
-            });
+            let (topic, mut cfg) = self.sensor(prefix, key, name, &self.level(), &avail, model);
+            cfg["unit_of_measurement"] = json!(if calibrated { "dB" } else { "dBFS" });
+            cfg["state_class"] = json!("measurement");
             // Home Assistant's sound_pressure class takes dB, not dBFS.
             if calibrated {
                 cfg["device_class"] = json!("sound_pressure");
             }
-            out.push((
-                format!("{prefix}/sensor/{}/{key}/config", self.sensor_slug),
-                cfg.to_string(),
-            ));
+            out.push((topic, cfg.to_string()));
         }
         for (key, name, unit) in STAT_SENSORS {
-            let id = format!("soundsentry_{}_{key}", self.sensor_slug);
-            let mut cfg = json!({
-                "name": name,
-                "unique_id": id,
-                "object_id": id,
-                "state_topic": self.stats(),
-                "value_template": format!("{{{{ value_json.{key} }}}}"),
-                "entity_category": "diagnostic",
-                "availability": avail,
-                "device": self.device(model),
-            });
+            let (topic, mut cfg) = self.sensor(prefix, key, name, &self.stats(), &avail, model);
+            cfg["entity_category"] = json!("diagnostic");
             if let Some(u) = unit {
                 cfg["unit_of_measurement"] = json!(u);
             }
-            out.push((
-                format!("{prefix}/sensor/{}/{key}/config", self.sensor_slug),
-                cfg.to_string(),
-            ));
+            out.push((topic, cfg.to_string()));
         }
         out
+    }
+
+    /// A discovery sensor reading `key` of the JSON on `state_topic`: (config topic, config).
+    fn sensor(
+        &self,
+        prefix: &str,
+        key: &str,
+        name: &str,
+        state_topic: &str,
+        avail: &serde_json::Value,
+        model: &str,
+    ) -> (String, serde_json::Value) {
+        let id = format!("soundsentry_{}_{key}", self.sensor_slug);
+        let cfg = json!({
+            "name": name,
+            "unique_id": id,
+            "object_id": id,
+            "state_topic": state_topic,
+            "value_template": format!("{{{{ value_json.{key} }}}}"),
+            "availability": avail,
+            "device": self.device(model),
+        });
+        let topic = format!("{prefix}/sensor/{}/{key}/config", self.sensor_slug);
+        (topic, cfg)
     }
 }
 
