@@ -8,7 +8,7 @@ use serde_json::Value;
 use soundsentry::levels::weighting::{
     analytic_db, class1_limits, deviation_table, measure_db, Weighting,
 };
-use soundsentry::levels::{to_db, Block, LimitRule, Limits, Meter, Metric};
+use soundsentry::levels::{to_db, Block, Clock, LimitRule, Limits, Meter, Metric};
 
 use crate::mqtt::{retained, wait_for, Broker, Subscriber};
 use crate::util::{bin, json_lines, repo, run_ok, sine, write_wav_f32};
@@ -124,8 +124,8 @@ fn f_and_s_time_weighting_decay_at_34_7_and_4_3_db_per_second() {
     let after = |from: f64, to: f64, pick: fn(&Block) -> f64| -> Vec<(f64, f64)> {
         blocks
             .iter()
-            .filter(|b| (3.0 + from..=3.0 + to).contains(&b.start_s()))
-            .map(|b| (b.start_s(), to_db(pick(b), 0.0)))
+            .filter(|b| (3.0 + from..=3.0 + to).contains(&b.start_s))
+            .map(|b| (b.start_s, to_db(pick(b), 0.0)))
             .collect()
     };
     let fast = -slope(&after(0.25, 1.0, |b| b.af_max));
@@ -176,6 +176,7 @@ fn block(index: u64, db: f64) -> Block {
     let ms = 10f64.powf((db - 100.0) / 10.0) / 2.0;
     Block {
         index,
+        start_s: index as f64 / 8.0,
         seconds: 0.125,
         a: ms,
         c: ms,
@@ -193,14 +194,11 @@ fn limit_events(
     steps: &[(f64, f64)],
 ) -> Vec<soundsentry::detect::Event> {
     let start: jiff::Timestamp = start.parse().expect("time");
-    let mut limits = Limits::new(
-        vec![rule],
-        jiff::tz::TimeZone::UTC,
-        start,
-        Some(100.0),
-        "s",
-        "m",
-    );
+    let clock = Clock {
+        stream_start: start,
+        zone: Some(jiff::tz::TimeZone::UTC),
+    };
+    let mut limits = Limits::new(vec![rule], clock, Some(100.0), "s", "m");
     let mut out = Vec::new();
     let mut index = 0u64;
     for &(seconds, db) in steps {
@@ -400,9 +398,17 @@ fn run_reports_levels_and_limit_events_and_sound_events_carry_their_laeq() {
     );
     let lines = json_lines(&out);
     let reports: Vec<_> = lines.iter().filter(|l| l["type"] == "level").collect();
-    // 64 s scene, a report every 10 s: six full and the last 4 s.
-    assert_eq!(reports.len(), 7);
-    assert_eq!(num(reports[6], "interval_s"), 4.0);
+    // 64 s scene, a report every 10 s of the clock (:00, :10, …): the first and last are
+    // partial, the others full and on the clock's 10 s marks; together they cover the scene.
+    let total: f64 = reports.iter().map(|r| num(r, "interval_s")).sum();
+    assert!((total - 63.95).abs() < 0.06, "{total}");
+    let inner = &reports[1..reports.len() - 1];
+    assert!(inner.len() >= 5);
+    for r in inner {
+        assert_eq!(num(r, "interval_s"), 10.0, "{r}");
+        let start = r["start"].as_str().expect("start");
+        assert!(start.ends_with("0.000Z"), "{r}");
+    }
     assert!(reports
         .iter()
         .all(|r| r["calibrated"] == true && num(r, "laeq") > 0.0));

@@ -35,13 +35,18 @@ pub fn levels(
             .unwrap_or_default()
     });
     let mut meter = Meter::new(rate);
-    let mut reporter = Reporter::new(interval, &sensor, jiff::Timestamp::now(), offset);
+    // A recording's intervals run from its start.
+    let clock = crate::levels::Clock {
+        stream_start: jiff::Timestamp::now(),
+        zone: None,
+    };
+    let mut reporter = Reporter::new(interval, &sensor, clock, offset);
     let (mut chunk, mut blocks) = (Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut end_s = 0.0;
     let mut write = |blocks: &mut Vec<crate::levels::Block>, out: &mut dyn Write| {
         for b in blocks.drain(..) {
-            end_s = b.start_s() + b.seconds;
+            end_s = b.end_s();
             if let Some(r) = reporter.push(&b) {
                 serde_json::to_writer(&mut *out, &r)?;
                 out.write_all(b"\n")?;

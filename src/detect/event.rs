@@ -98,6 +98,8 @@ pub struct Event {
 pub fn rfc3339(base: jiff::Timestamp, offset_s: f64) -> String {
     let span = jiff::SignedDuration::from_secs_f64(offset_s.max(0.0));
     let t = base.checked_add(span).unwrap_or(base);
+    // To the nearest millisecond (formatting alone would truncate 0.9999995 s to .999).
+    let t = t.round(jiff::Unit::Millisecond).unwrap_or(t);
     format!("{:.3}", t)
 }
 

@@ -14,6 +14,8 @@ pub const HISTORY_BLOCKS: usize = 12 * 3600 * BLOCKS_PER_S as usize;
 pub struct History {
     inner: Mutex<Ring>,
     offset: f64,
+    /// Length of block 0 when shorter than 125 ms (see [`super::Meter::with_phase`]), else 0.
+    phase: f64,
 }
 
 #[derive(Debug, Default)]
@@ -23,12 +25,24 @@ struct Ring {
 }
 
 impl History {
-    /// An empty history; `offset` is the calibration added to reported levels.
-    pub fn new(offset: f64) -> Self {
+    /// An empty history; `offset` is the calibration added to reported levels, `phase` the
+    /// meter's.
+    pub fn new(offset: f64, phase: f64) -> Self {
         Self {
             inner: Mutex::new(Ring::default()),
             offset,
+            phase,
         }
+    }
+
+    /// Where block `k` starts, in stream seconds.
+    fn start(&self, k: u64) -> f64 {
+        let shift = if self.phase > 0.0 {
+            0.125 - self.phase
+        } else {
+            0.0
+        };
+        (k as f64 / f64::from(BLOCKS_PER_S) - shift).max(0.0)
     }
 
     /// Records a block.
@@ -49,11 +63,17 @@ impl History {
     pub fn laeq(&self, from_s: f64, to_s: f64) -> Option<f64> {
         let r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let per = f64::from(BLOCKS_PER_S);
-        let lo = ((from_s * per).floor().max(0.0) as u64).max(r.first);
-        let hi = ((to_s * per).ceil().max(0.0) as u64).min(r.first + r.a.len() as u64);
+        let shift = if self.phase > 0.0 {
+            0.125 - self.phase
+        } else {
+            0.0
+        };
+        let lo = (((from_s + shift) * per).floor().max(0.0) as u64).max(r.first);
+        let hi =
+            (((to_s + shift) * per).ceil().max(0.0) as u64 + 1).min(r.first + r.a.len() as u64);
         let (mut energy, mut seconds) = (0.0, 0.0);
         for k in lo..hi {
-            let (s, e) = (k as f64 / per, (k + 1) as f64 / per);
+            let (s, e) = (self.start(k), self.start(k + 1));
             let overlap = e.min(to_s) - s.max(from_s);
             if overlap > 0.0 {
                 energy += f64::from(r.a[(k - r.first) as usize]) * overlap;
@@ -71,6 +91,7 @@ mod tests {
     fn block(index: u64, a: f64) -> Block {
         Block {
             index,
+            start_s: index as f64 / 8.0,
             seconds: 0.125,
             a,
             c: a,
@@ -83,7 +104,7 @@ mod tests {
 
     #[test]
     fn laeq_weights_blocks_by_overlap() {
-        let h = History::new(0.0);
+        let h = History::new(0.0, 0.0);
         for k in 0..16 {
             h.push(&block(k, if k < 8 { 0.5 } else { 0.005 }));
         }
@@ -92,5 +113,12 @@ mod tests {
         // Half a second of each: 10·log10((0.5 + 0.005) / 2 / 0.5) = −2.97 dB.
         assert_eq!(h.laeq(0.5, 1.5), Some(-3.0));
         assert_eq!(h.laeq(5.0, 6.0), None);
+        // With a 50 ms first block, block 8 spans 0.925–1.05 s.
+        let h = History::new(0.0, 0.05);
+        for k in 0..16 {
+            h.push(&block(k, if k < 8 { 0.5 } else { 0.005 }));
+        }
+        assert_eq!(h.laeq(0.0, 0.925), Some(0.0));
+        assert_eq!(h.laeq(0.925, 1.05), Some(-20.0));
     }
 }

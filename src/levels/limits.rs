@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
-
+use super::clock::Clock;
 use super::meter::Block;
 use super::report::{Levels, Summary};
 use crate::detect::{rfc3339, round3, Event, EventKind, EventState, LimitInfo};
@@ -166,7 +165,7 @@ pub fn parse_days(s: &str) -> Result<[bool; 7], String> {
 /// The period in progress of one rule.
 #[derive(Debug)]
 struct Period {
-    key: (jiff::civil::Date, i64),
+    key: (i64, i64),
     start_s: f64,
     applies: bool,
     summary: Summary,
@@ -192,19 +191,17 @@ struct RuleState {
 #[derive(Debug)]
 pub struct Limits {
     rules: Vec<RuleState>,
-    tz: TimeZone,
-    stream_start: jiff::Timestamp,
+    clock: Clock,
     offset: Option<f64>,
     sensor: String,
     model: String,
 }
 
 impl Limits {
-    /// Rules on a stream that started at `stream_start`; `offset` is the calibration.
+    /// Rules on a stream whose periods `clock` aligns; `offset` is the calibration.
     pub fn new(
         rules: Vec<LimitRule>,
-        tz: TimeZone,
-        stream_start: jiff::Timestamp,
+        clock: Clock,
         offset: Option<f64>,
         sensor: &str,
         model: &str,
@@ -218,8 +215,7 @@ impl Limits {
                     active: None,
                 })
                 .collect(),
-            tz,
-            stream_start,
+            clock,
             offset,
             sensor: sensor.to_owned(),
             model: model.to_owned(),
@@ -239,30 +235,21 @@ impl Limits {
         if self.rules.is_empty() {
             return;
         }
-        let t = b.start_s();
-        let at = self
-            .stream_start
-            .checked_add(jiff::SignedDuration::from_secs_f64(t))
-            .unwrap_or(self.stream_start)
-            .to_zoned(self.tz.clone());
-        let time = at.time();
-        let into_day = f64::from(time.hour()) * 3600.0
-            + f64::from(time.minute()) * 60.0
-            + f64::from(time.second())
-            + f64::from(time.subsec_nanosecond()) * 1e-9;
-        let weekday = at.weekday().to_monday_zero_offset() as usize;
         for i in 0..self.rules.len() {
-            let period_s = self.rules[i].rule.period.as_secs_f64();
-            let slot = (into_day / period_s).floor();
-            let key = (at.date(), slot as i64);
-            if self.rules[i].period.as_ref().is_some_and(|p| p.key != key) {
+            let at = self
+                .clock
+                .period(b.start_s, self.rules[i].rule.period.as_secs_f64());
+            if self.rules[i]
+                .period
+                .as_ref()
+                .is_some_and(|p| p.key != at.key)
+            {
                 self.close(i, out);
             }
-            let rule = &self.rules[i].rule;
-            let applies = rule.applies((slot * period_s / 60.0) as u32, weekday);
+            let applies = self.rules[i].rule.applies(at.minute, at.weekday);
             let period = self.rules[i].period.get_or_insert_with(|| Period {
-                key,
-                start_s: t - (into_day - slot * period_s),
+                key: at.key,
+                start_s: at.start_s,
                 applies,
                 summary: Summary::default(),
             });
@@ -322,7 +309,7 @@ impl Limits {
     fn event(&self, i: usize, a: &Active, state: EventState, figures: Option<(f64, f64)>) -> Event {
         let rule = &self.rules[i].rule;
         let end_s = (state == EventState::End).then_some(a.last_end_s);
-        let base = self.stream_start;
+        let base = self.clock.stream_start;
         Event {
             v: 1,
             id: a.id.clone(),

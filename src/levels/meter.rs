@@ -19,8 +19,10 @@ pub fn to_db(mean_square: f64, offset: f64) -> f64 {
 /// One 125 ms block (shorter only at the end of a stream).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Block {
-    /// Block number since the stream start; it starts at `index / 8` s.
+    /// Block number since the stream start.
     pub index: u64,
+    /// Seconds from the stream start to the block's first sample.
+    pub start_s: f64,
     /// Seconds of audio in the block (0.125 except for the last block of a stream).
     pub seconds: f64,
     /// Mean square of the A-, C- and Z-weighted signal.
@@ -39,9 +41,9 @@ pub struct Block {
 }
 
 impl Block {
-    /// Seconds from the stream start to the start of the block.
-    pub fn start_s(&self) -> f64 {
-        self.index as f64 / f64::from(BLOCKS_PER_S)
+    /// Seconds from the stream start to the end of the block.
+    pub fn end_s(&self) -> f64 {
+        self.start_s + self.seconds
     }
 }
 
@@ -59,7 +61,11 @@ pub struct Meter {
     settle: u64,
     samples: u64,
     index: u64,
-    /// Sample number where the current block ends.
+    /// Seconds by which the first block is shorter (blocks then end on multiples of 125 ms
+    /// after `phase`).
+    phase: f64,
+    /// Sample numbers where the current block starts and ends.
+    block_start: u64,
     block_end: u64,
     acc: Acc,
 }
@@ -76,10 +82,18 @@ struct Acc {
 }
 
 impl Meter {
-    /// A meter for audio at `rate` Hz (at least 8 kHz; see [`super::weighting::MIN_RATE`]).
+    /// A meter for audio at `rate` Hz (at least 8 kHz; see [`super::weighting::MIN_RATE`]),
+    /// blocks from the stream start.
     pub fn new(rate: u32) -> Self {
+        Self::with_phase(rate, 0.0)
+    }
+
+    /// A meter whose first block is `phase` seconds long (0 < phase < 0.125; 0: a whole
+    /// block), so that the later blocks line up with a clock (see
+    /// [`super::clock::Clock::block_phase`]).
+    pub fn with_phase(rate: u32, phase: f64) -> Self {
         let fs = f64::from(rate);
-        Self {
+        let mut m = Self {
             rate,
             weighter: Weighter::new(rate),
             k_fast: 1.0 - (-1.0 / (0.125 * fs)).exp(),
@@ -89,9 +103,13 @@ impl Meter {
             settle: (5.0 * 0.125 * fs).round() as u64,
             samples: 0,
             index: 0,
-            block_end: Self::boundary(rate, 1),
+            phase: phase.clamp(0.0, 0.125),
+            block_start: 0,
+            block_end: 0,
             acc: Acc::default(),
-        }
+        };
+        m.block_end = m.boundary();
+        m
     }
 
     /// The sample rate the filters are designed for.
@@ -99,9 +117,16 @@ impl Meter {
         self.rate
     }
 
-    /// First sample of block `k` (blocks end on the nearest sample to k/8 s).
-    fn boundary(rate: u32, k: u64) -> u64 {
-        (k * u64::from(rate) + u64::from(BLOCKS_PER_S) / 2) / u64::from(BLOCKS_PER_S)
+    /// The sample where the current block ends: the nearest to (index + 1)/8 s, less
+    /// (0.125 − phase) when a phase is set, and at least one sample after its start.
+    fn boundary(&self) -> u64 {
+        let shift = if self.phase > 0.0 {
+            0.125 - self.phase
+        } else {
+            0.0
+        };
+        let t = (self.index + 1) as f64 / f64::from(BLOCKS_PER_S) - shift;
+        ((t * f64::from(self.rate)).round() as u64).max(self.block_start + 1)
     }
 
     /// Feeds mono samples; appends each completed block to `out`.
@@ -156,6 +181,7 @@ impl Meter {
         let n = acc.n.max(1) as f64;
         let block = Block {
             index: self.index,
+            start_s: self.block_start as f64 / f64::from(self.rate),
             seconds: acc.n as f64 / f64::from(self.rate),
             a: acc.a / n,
             c: acc.c / n,
@@ -165,7 +191,8 @@ impl Meter {
             as_max: acc.as_max,
         };
         self.index += 1;
-        self.block_end = Self::boundary(self.rate, self.index + 1);
+        self.block_start = self.samples;
+        self.block_end = self.boundary();
         block
     }
 }
@@ -203,6 +230,20 @@ mod tests {
             m.finish(&mut chunked);
             assert_eq!(whole, chunked);
         }
+    }
+
+    #[test]
+    fn a_phase_shortens_the_first_block_only() {
+        let mut m = Meter::with_phase(48_000, 0.05);
+        let mut blocks = Vec::new();
+        m.process(&vec![0.1; 48_000], &mut blocks);
+        assert!((blocks[0].seconds - 0.05).abs() < 1e-9);
+        assert!(
+            (blocks[1].start_s - 0.05).abs() < 1e-9 && (blocks[1].seconds - 0.125).abs() < 1e-9
+        );
+        // 0.05 + 7 × 0.125 = 0.925 s closed; the last 75 ms wait for more audio.
+        assert_eq!(blocks.len(), 8);
+        assert!((blocks[7].start_s - 0.8).abs() < 1e-9);
     }
 
     #[test]

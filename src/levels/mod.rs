@@ -6,6 +6,7 @@
 //! [`History`] (the LAeq of sound events). [`LevelChain`] bundles them for `run`.
 
 mod calibrate;
+mod clock;
 mod history;
 mod limits;
 mod meter;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use calibrate::{measure_tone, CalibrationError, Tone};
+pub use clock::{Clock, Period};
 pub use history::History;
 pub use limits::{parse_days, parse_hours, LimitRule, Limits, Metric};
 pub use meter::{to_db, Block, Meter, BLOCKS_PER_S};
@@ -93,18 +95,17 @@ impl LevelChain {
         if rate < weighting::MIN_RATE {
             return Err(RateTooLow { rate });
         }
+        // Reports and limit periods follow the local clock; blocks are cut on its 125 ms grid.
+        let clock = Clock {
+            stream_start,
+            zone: Some(cfg.timezone.clone()),
+        };
+        let phase = clock.block_phase();
         Ok(Self {
-            meter: Meter::new(rate),
-            reporter: Reporter::new(cfg.interval, sensor, stream_start, cfg.offset_db),
-            limits: Limits::new(
-                cfg.limits.clone(),
-                cfg.timezone.clone(),
-                stream_start,
-                cfg.offset_db,
-                sensor,
-                model,
-            ),
-            history: Arc::new(History::new(cfg.offset_db.unwrap_or(0.0))),
+            meter: Meter::with_phase(rate, phase),
+            reporter: Reporter::new(cfg.interval, sensor, clock.clone(), cfg.offset_db),
+            limits: Limits::new(cfg.limits.clone(), clock, cfg.offset_db, sensor, model),
+            history: Arc::new(History::new(cfg.offset_db.unwrap_or(0.0), phase)),
             blocks: Vec::new(),
             events: Vec::new(),
             end_s: 0.0,
@@ -142,7 +143,7 @@ impl LevelChain {
 
     fn drain(&mut self, on: &mut dyn FnMut(LevelOutput)) {
         for b in self.blocks.drain(..) {
-            self.end_s = b.start_s() + b.seconds;
+            self.end_s = b.end_s();
             self.history.push(&b);
             self.limits.push(&b, &mut self.events);
             self.events

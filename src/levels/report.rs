@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::clock::Clock;
 use super::meter::{to_db, Block, BLOCKS_PER_S};
 use crate::detect::round3;
 
@@ -130,57 +131,59 @@ pub struct LevelReport {
     pub unit: &'static str,
 }
 
-/// Cuts the blocks of a stream into report intervals.
+/// Cuts the blocks of a stream into report intervals, aligned by a [`Clock`].
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    blocks: u64,
+    interval_s: f64,
     sensor: String,
-    stream_start: jiff::Timestamp,
+    clock: Clock,
     offset: Option<f64>,
-    first: Option<u64>,
+    /// (period key, first block's start) of the interval in progress.
+    current: Option<((i64, i64), f64)>,
     summary: Summary,
 }
 
 impl Reporter {
-    /// Reports every `interval` (rounded to whole 125 ms blocks, at least one) from the stream
-    /// start; `offset` is the calibration (dBFS → dB SPL), `None` when uncalibrated.
+    /// Reports every `interval` on `clock` (on the local clock: 60 s reports run from :00 to
+    /// :00, the first and last of a stream being shorter); `offset` is the calibration
+    /// (dBFS → dB SPL), `None` when uncalibrated.
     pub fn new(
         interval: std::time::Duration,
         sensor: &str,
-        stream_start: jiff::Timestamp,
+        clock: Clock,
         offset: Option<f64>,
     ) -> Self {
-        let blocks = (interval.as_secs_f64() * f64::from(BLOCKS_PER_S))
-            .round()
-            .max(1.0) as u64;
         Self {
-            blocks,
+            interval_s: interval.as_secs_f64().max(1.0 / f64::from(BLOCKS_PER_S)),
             sensor: sensor.to_owned(),
-            stream_start,
+            clock,
             offset,
-            first: None,
+            current: None,
             summary: Summary::default(),
         }
     }
 
-    /// Adds a block; returns the report of the interval it completes.
+    /// Adds a block; returns the report of the interval it ends (the block starts the next).
     pub fn push(&mut self, b: &Block) -> Option<LevelReport> {
-        self.first.get_or_insert(b.index);
+        let key = self.clock.period(b.start_s, self.interval_s).key;
+        let done = match self.current {
+            Some((k, _)) if k != key => Some(self.report(b.start_s)),
+            _ => None,
+        };
+        self.current.get_or_insert((key, b.start_s));
         self.summary.push(b);
-        (b.index + 1)
-            .is_multiple_of(self.blocks)
-            .then(|| self.report(b.start_s() + b.seconds))
+        done
     }
 
-    /// Ends the stream: the report of the partial interval, if any.
+    /// Ends the stream at `end_s`: the report of the interval in progress, if any.
     pub fn finish(&mut self, end_s: f64) -> Option<LevelReport> {
         (!self.summary.is_empty()).then(|| self.report(end_s))
     }
 
     fn report(&mut self, end_s: f64) -> LevelReport {
         let summary = std::mem::take(&mut self.summary);
-        let start_s = self.first.take().unwrap_or(0) as f64 / f64::from(BLOCKS_PER_S);
-        let at = |s: f64| crate::detect::rfc3339(self.stream_start, s);
+        let start_s = self.current.take().map_or(0.0, |c| c.1);
+        let at = |s: f64| crate::detect::rfc3339(self.clock.stream_start, s);
         LevelReport {
             v: 1,
             kind: "level",
