@@ -209,12 +209,13 @@ pub fn run_command(
         }
         first = false;
         let started = Instant::now();
-        let spawned = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
+            .stderr(std::process::Stdio::piped());
+        die_with_parent(&mut cmd);
+        let spawned = cmd.spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -288,6 +289,30 @@ pub(crate) fn sleep_unless(stop: &AtomicBool, d: Duration) {
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
     }
+}
+
+/// Has the kernel kill the child when the thread that started it dies, so a `command`
+/// source does not outlive a daemon killed with SIGKILL (outside systemd, whose cgroup would
+/// catch it anyway). Linux only; elsewhere the child is killed on every clean stop.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and makes one
+        // async-signal-safe system call (prctl); it allocates nothing and touches no memory
+        // shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 #[cfg(test)]

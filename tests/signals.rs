@@ -161,14 +161,16 @@ fn a_stuck_pipeline_stops_feeding_the_watchdog() {
     // thread blocks, then the inference thread, while the analysis loop keeps running.
     let dir = tempfile::tempdir().expect("tmp");
     let (raw, rate) = crate::sources::raw_sample(dir.path());
+    let pid_file = dir.path().join("source.pid");
     let cfg = dir.path().join("soundsentry.toml");
     std::fs::write(
         &cfg,
         format!(
             "[model]\npath = {:?}\n[source]\nkind = \"command\"\n\
-             command = [\"sh\", \"-c\", \"while true; do cat {}; done\"]\nformat = \"f32le\"\nrate = {rate}\n\
+             command = [\"sh\", \"-c\", \"echo $$ > {}; while true; do cat {}; done\"]\nformat = \"f32le\"\nrate = {rate}\n\
              [analysis]\nhop = \"100ms\"\n[output]\nscores = true\ntop_k = 11\n",
             repo("models/sitehome-tiny-ast"),
+            pid_file.display(),
             raw.display()
         ),
     )
@@ -208,6 +210,17 @@ fn a_stuck_pipeline_stops_feeding_the_watchdog() {
     let alive = matches!(daemon.try_wait(), Ok(None));
     let _ = daemon.kill();
     let _ = daemon.wait();
+    // The source command dies with the daemon (SIGKILL leaves it no chance to clean up).
+    let pid = std::fs::read_to_string(&pid_file).expect("the command wrote its pid");
+    let proc = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    let until = Instant::now() + Duration::from_secs(5);
+    while proc.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !proc.exists(),
+        "the source command outlived a kill -9 of the daemon"
+    );
     assert!(
         pings >= 2,
         "the watchdog was fed while the pipeline ran ({pings})"
