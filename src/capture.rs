@@ -172,6 +172,30 @@ struct Open {
     failed: Arc<AtomicBool>,
 }
 
+/// An input stream of integer samples, converted by `to_f32` and pushed sample by sample (the
+/// callback runs on the audio thread: no allocation, no lock, no logging).
+fn int_stream<T: cpal::SizedSample + 'static>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut prod: ringbuf::HeapProd<f32>,
+    counters: Arc<CaptureCounters>,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+    to_f32: fn(T) -> f32,
+) -> Result<cpal::Stream, cpal::Error> {
+    device.build_input_stream(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            let mut lost = false;
+            for &s in data {
+                lost |= prod.try_push(to_f32(s)).is_err();
+            }
+            counters.note(lost);
+        },
+        on_error,
+        None,
+    )
+}
+
 fn open(cfg: &CaptureConfig, health: &Arc<CaptureCounters>) -> Result<(Open, u32), String> {
     let device = find_device(cfg.device.as_deref())?;
     let (config, format) = choose(&device, cfg)?;
@@ -194,30 +218,14 @@ fn open(cfg: &CaptureConfig, health: &Arc<CaptureCounters>) -> Result<(Open, u32
             on_error,
             None,
         ),
-        cpal::SampleFormat::I16 => device.build_input_stream(
-            config,
-            move |data: &[i16], _: &cpal::InputCallbackInfo| {
-                let mut lost = false;
-                for &s in data {
-                    lost |= prod.try_push(s as f32 / 32_768.0).is_err();
-                }
-                counters.note(lost);
-            },
-            on_error,
-            None,
-        ),
-        _ => device.build_input_stream(
-            config,
-            move |data: &[i32], _: &cpal::InputCallbackInfo| {
-                let mut lost = false;
-                for &s in data {
-                    lost |= prod.try_push(s as f32 / 2_147_483_648.0).is_err();
-                }
-                counters.note(lost);
-            },
-            on_error,
-            None,
-        ),
+        cpal::SampleFormat::I16 => {
+            int_stream(&device, config, prod, counters, on_error, |s: i16| {
+                s as f32 / 32_768.0
+            })
+        }
+        _ => int_stream(&device, config, prod, counters, on_error, |s: i32| {
+            s as f32 / 2_147_483_648.0
+        }),
     }
     .map_err(|e| format!("opening {}: {e}", name(&device)))?;
     stream

@@ -319,6 +319,21 @@ fn die_with_parent(cmd: &mut std::process::Command) {
 mod tests {
     use super::*;
 
+    /// Reads `bytes` in 1 s chunks into a queue of `queue` chunks: (frames read, the chunks
+    /// the queue holds, the counters).
+    fn read_all(
+        bytes: &[u8],
+        layout: RawLayout,
+        queue: usize,
+    ) -> (u64, Vec<Vec<f32>>, SourceHealth) {
+        let (tx, rx) = crossbeam_channel::bounded(queue);
+        let stop = AtomicBool::new(false);
+        let health = SourceHealth::default();
+        let n = read_raw(bytes, layout, Duration::from_secs(1), &stop, &tx, &health).expect("read");
+        let chunks = rx.try_iter().map(|c| c.expect("chunk")).collect();
+        (n, chunks, health)
+    }
+
     #[test]
     fn raw_pcm_is_decoded_downmixed_and_chunked() {
         let layout = RawLayout {
@@ -332,20 +347,8 @@ mod tests {
             .flat_map(|s| s.to_le_bytes())
             .chain([7u8]) // a torn last byte is ignored
             .collect();
-        let (tx, rx) = crossbeam_channel::bounded(16);
-        let stop = AtomicBool::new(false);
-        let health = SourceHealth::default();
-        let n = read_raw(
-            bytes.as_slice(),
-            layout,
-            Duration::from_secs(1),
-            &stop,
-            &tx,
-            &health,
-        )
-        .expect("read");
+        let (n, chunks, _) = read_all(&bytes, layout, 16);
         assert_eq!(n, 25);
-        let chunks: Vec<Vec<f32>> = rx.try_iter().map(|c| c.expect("chunk")).collect();
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
         assert!(chunks
             .iter()
@@ -364,18 +367,7 @@ mod tests {
             channels: 1,
         };
         let bytes: Vec<u8> = (0..40).flat_map(|i| (i as f32).to_le_bytes()).collect();
-        let (tx, _rx) = crossbeam_channel::bounded(2);
-        let stop = AtomicBool::new(false);
-        let health = SourceHealth::default();
-        read_raw(
-            bytes.as_slice(),
-            layout,
-            Duration::from_secs(1),
-            &stop,
-            &tx,
-            &health,
-        )
-        .expect("read");
+        let (_, _, health) = read_all(&bytes, layout, 2);
         assert_eq!(health.overruns_total.load(Ordering::Relaxed), 8);
     }
 }

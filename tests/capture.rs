@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{bin, json_lines, repo, run_ok};
+use crate::util::{bin, json_lines, read_stdout, repo, run_ok};
 
 fn config(dir: &Path, source: &str) -> std::path::PathBuf {
     let cfg = dir.join("soundsentry.toml");
@@ -182,12 +182,7 @@ fn capture_resumes_when_the_device_appears() {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("run");
-    let mut stdout = daemon.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
+    let reader = read_stdout(&mut daemon);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     let wait = |needle: &str, n: usize| {
         let until = Instant::now() + Duration::from_secs(20);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{bin, json_lines, repo};
+use crate::util::{bin, json_lines, read_stdout, repo};
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -470,12 +470,7 @@ fn events_queued_before_a_kill_9_are_delivered_after_restart() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run");
-    let mut stdout = daemon.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
+    let reader = read_stdout(&mut daemon);
     std::thread::sleep(Duration::from_secs(20));
     daemon.kill().expect("kill -9");
     let _ = daemon.wait();
@@ -739,12 +734,7 @@ fn a_broker_that_never_acknowledges_does_not_stall_the_analysis_and_the_outbox_s
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("run");
-    let mut stdout = daemon.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
+    let reader = read_stdout(&mut daemon);
     // Once connected, the broker freezes: the TCP connection stays open, nothing is answered.
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(wait_for(Duration::from_secs(10), || read_log()

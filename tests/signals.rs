@@ -102,15 +102,23 @@ fn sighup_applies_new_thresholds_to_the_next_window_and_refuses_an_invalid_file(
     }
 }
 
+/// A datagram socket standing in for systemd's notify socket, with a read timeout.
+fn notify_socket(
+    dir: &Path,
+    timeout: Duration,
+) -> (std::os::unix::net::UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+    sock.set_read_timeout(Some(timeout)).expect("timeout");
+    (sock, path)
+}
+
 #[test]
 fn systemd_gets_ready_periodic_watchdog_status_and_stopping() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("soundsentry.toml");
     write(&cfg, "on = 0.4\n");
-    let sock_path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
+    let (sock, sock_path) = notify_socket(dir.path(), Duration::from_millis(200));
     let mut daemon = bin()
         .arg("run")
         .arg("--config")
@@ -175,10 +183,7 @@ fn a_stuck_pipeline_stops_feeding_the_watchdog() {
         ),
     )
     .expect("config");
-    let sock_path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
+    let (sock, sock_path) = notify_socket(dir.path(), Duration::from_millis(100));
     let mut daemon = bin()
         .arg("run")
         .arg("--config")

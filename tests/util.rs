@@ -100,3 +100,14 @@ pub fn sine(rate: u32, f: f64, amplitude: f64, seconds: f64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Reads a spawned child's piped stdout to the end on a thread of its own (so the child never
+/// blocks on a full pipe); join the handle for the text.
+pub fn read_stdout(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    })
+}
