@@ -264,3 +264,75 @@ fn every_attention_block_is_fused_and_scores_do_not_move() {
         );
     }
 }
+
+/// Integer matrix products as dynamically quantised models run them (i8 or u8 activations
+/// with a zero point, i8 weights with a zero point, i32 results) against naive sums: exact,
+/// for shapes that leave partial tiles and a depth that is not a multiple of 4. This is the
+/// vendored tract-linalg's AVX-512 VNNI kernel on machines that pick it (vendor/README.md).
+#[test]
+fn integer_products_are_exact() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+
+    fn check<A: Datum + Copy + Into<i32>>(
+        m: usize,
+        k: usize,
+        n: usize,
+        a0: A,
+        b0: i8,
+        at: impl Fn(usize) -> A,
+    ) {
+        let av: Vec<A> = (0..m * k).map(&at).collect();
+        // Weights cover the whole i8 range, including -128 and 127.
+        let bv: Vec<i8> = (0..k * n)
+            .map(|i| ((i * 7919 + 13) % 256) as u8 as i8)
+            .collect();
+        let mut model = TypedModel::default();
+        let a = model.add_source("a", A::fact([m, k])).expect("source");
+        let mut inputs = vec![a];
+        let b = Tensor::from_shape(&[k, n], &bv).expect("b");
+        for (name, t) in [
+            ("b", b),
+            ("bias", tensor0(0i32)),
+            ("a0", tensor0(a0)),
+            ("a_scale", tensor0(1f32)),
+            ("b0", tensor0(b0)),
+            ("b_scale", tensor0(1f32)),
+            ("c0", tensor0(0i32)),
+            ("c_scale", tensor0(1f32)),
+        ] {
+            inputs.push(model.add_const(name, t).expect("const"));
+        }
+        let axes = "mk,kn,,,,,,,->mn".parse().expect("axes");
+        let op = EinSum::newq(axes, i32::datum_type(), i32::datum_type());
+        let c = model.wire_node("mm", op, &inputs).expect("wire");
+        model.select_output_outlets(&c).expect("outputs");
+        let plan = model
+            .into_optimized()
+            .expect("optimise")
+            .into_runnable()
+            .expect("plan");
+        let input = Tensor::from_shape(&[m, k], &av).expect("a");
+        let out = plan.run(tvec!(input.into_tvalue())).expect("run");
+        let got = out[0].to_plain_array_view::<i32>().expect("i32 output");
+        for i in 0..m {
+            for j in 0..n {
+                let want: i32 = (0..k)
+                    .map(|p| {
+                        (av[i * k + p].into() - a0.into()) * (bv[p * n + j] as i32 - b0 as i32)
+                    })
+                    .sum();
+                assert_eq!(got[[i, j]], want, "{m}x{k}x{n} at ({i}, {j})");
+            }
+        }
+    }
+
+    for (m, k, n) in [(1, 1, 1), (16, 4, 16), (37, 67, 45), (50, 768, 33)] {
+        // u8 activations as onnxruntime's DynamicQuantizeLinear makes them, extremes included.
+        check(m, k, n, 131u8, -3, |i| ((i * 31 + 7) % 256) as u8);
+        check(m, k, n, 0u8, 0, |i| if i % 3 == 0 { 255 } else { 0 });
+        // i8 activations, extremes included.
+        check(m, k, n, -5i8, 7, |i| ((i * 57 + 3) % 256) as u8 as i8);
+        check(m, k, n, 0i8, 0, |i| if i % 2 == 0 { -128 } else { 127 });
+    }
+}
