@@ -2,7 +2,8 @@
 //! stage of tract's load (protobuf decode, parse, typing, declutter, attention fusion,
 //! optimisation), the freed heap returned and the high-water mark reset between stages.
 //!
-//! `cargo run --release --example load_memory -- MODEL.onnx [FRAMES] [BINS]`
+//! `cargo run --release --example load_memory -- MODEL.onnx [FRAMES] [BINS]`; with
+//! `LOAD_MEMORY_TRACT_READER=1` the file is read by tract's own reader instead of ours.
 
 use tract_onnx::prelude::*;
 
@@ -35,11 +36,14 @@ fn main() -> TractResult<()> {
     let bins: usize = args.next().map_or(Ok(128), |s| s.parse())?;
     stage("start");
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    let proto = onnx.proto_model_for_path(&path)?;
-    stage("protobuf decoded");
-    let model = onnx.model_for_proto_model(&proto)?;
-    stage("parsed");
-    drop(proto);
+    let model = if std::env::var("LOAD_MEMORY_TRACT_READER").is_ok() {
+        let proto = onnx.proto_model_for_path(&path)?;
+        stage("protobuf decoded");
+        onnx.model_for_proto_model(&proto)?
+    } else {
+        soundsentry::model::read_onnx(&onnx, std::path::Path::new(&path))?
+    };
+    stage("read (decoded, parsed)");
     let model = model
         .with_input_fact(0, f32::fact([1, frames, bins]).into())?
         .into_typed()?;

@@ -336,3 +336,59 @@ fn integer_products_are_exact() {
         check(m, k, n, 0i8, 0, |i| if i % 2 == 0 { -128 } else { 127 });
     }
 }
+
+/// The loader reads weights by offset from the real file, so a model file reached through a
+/// link (to another folder) loads and scores as the file itself does.
+#[test]
+fn a_model_file_behind_a_link_loads() {
+    let (_tmp, dir) = copy_model("tiny-ast");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let real = elsewhere.path().join("weights.onnx");
+    std::fs::rename(dir.join("model.onnx"), &real).expect("move");
+    std::os::unix::fs::symlink(&real, dir.join("model.onnx")).expect("link");
+    let model = Model::load(&dir).expect("load through a link");
+    let (_, input) = read_npy("models/tiny-ast/input.npy");
+    let (_, expected) = read_npy("models/tiny-ast/expected.npy");
+    let got = model.raw_outputs(&input).expect("inference");
+    assert!(max_abs_diff(&got, &expected) <= 1e-4);
+}
+
+/// The vendored tract-core folds Cast(i8 → i32) followed by a Sum (a quantised matmul's
+/// zero-point compensation) even when the cast alone is over the folding allowance: the
+/// optimised plan of `Sum_k(Cast(W))` for a 768 × 3072 weight is one constant.
+#[test]
+fn cast_then_sum_of_a_large_weight_folds_to_a_constant() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::cast::cast;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let (k, n) = (768usize, 3072usize);
+    let w: Vec<i8> = (0..k * n).map(|i| ((i * 37) % 255) as u8 as i8).collect();
+    let mut model = TypedModel::default();
+    let c = model
+        .add_const("w", Tensor::from_shape(&[k, n], &w).expect("w"))
+        .expect("const");
+    let c = model
+        .wire_node("cast", cast(i32::datum_type()), &[c])
+        .expect("cast");
+    let s = model
+        .wire_node("sum", Reduce::new(tvec!(0), Reducer::Sum), &c)
+        .expect("sum");
+    model.select_output_outlets(&s).expect("outputs");
+    let model = model.into_optimized().expect("optimise");
+    let ops: Vec<String> = model
+        .nodes()
+        .iter()
+        .map(|n| n.op.name().to_string())
+        .collect();
+    assert_eq!(ops, ["Const"], "not folded: {ops:?}");
+    let got = model.nodes()[0]
+        .op_as::<tract_onnx::tract_core::ops::konst::Const>()
+        .expect("const")
+        .val()
+        .clone();
+    let got = got.to_plain_array_view::<i32>().expect("i32");
+    for j in [0, 1, n / 2, n - 1] {
+        let want: i32 = (0..k).map(|i| w[i * n + j] as i32).sum();
+        assert_eq!(got[[0, j]], want, "column {j}");
+    }
+}

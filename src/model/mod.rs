@@ -4,6 +4,7 @@ mod attention;
 mod fuse;
 mod input;
 mod labels;
+mod load;
 mod manifest;
 mod runtime;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub use fuse::fuse_attention;
 pub use input::prepare_window;
 pub use labels::{slugify, Label};
+pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
 pub use runtime::{Device, Runtime};
 
@@ -84,6 +86,7 @@ impl Model {
         let labels_path = dir.join(&manifest.labels);
         let labels = labels::load(&labels_path)?;
         let onnx = dir.join(&manifest.onnx);
+        let load_phase = crate::memory::LoadPhase::start();
         let runtime = Runtime::load(
             &onnx,
             manifest.window_frames,
@@ -111,8 +114,8 @@ impl Model {
                 ),
             });
         }
-        // The optimiser's copies of the weights are gone; give their pages back.
-        crate::memory::release_free_heap();
+        // Run-time allocator settings; the load's freed buffers go back to the OS.
+        drop(load_phase);
         Ok(Self {
             manifest,
             labels,

@@ -76,9 +76,8 @@ impl Runtime {
         }
         // value_info entries are shape hints; onnxruntime's quantiser writes symbolic ones
         // ("frames") that clash with the concrete window we set, so they are ignored.
-        let model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        let model = super::load::inference_model(&onnx, path)
             .map_err(|e| err("not a loadable ONNX model", e))?;
         let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
         if let Some(shape) = declared.shape.concretize() {

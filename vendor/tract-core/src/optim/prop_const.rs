@@ -64,14 +64,22 @@ impl super::TypedPass for PropConst {
                     Ok(None) => (),
                     Ok(Some(mut res)) => {
                         self.0 = node.id;
-                        let output_mem: u64 = res
-                            .iter()
-                            .map(|t| (t.datum_type().size_of() * t.volume()) as u64)
-                            .sum();
-                        if output_mem > input_mem.max(CONST_FOLD_MEM_BUDGET) {
-                            continue;
-                        }
+                        let limit = input_mem.max(CONST_FOLD_MEM_BUDGET);
+                        let mem = |res: &TVec<TValue>| -> u64 {
+                            res.iter()
+                                .map(|t| (t.datum_type().size_of() * t.volume()) as u64)
+                                .sum()
+                        };
+                        // soundsentry patch: a fold whose own output is over the allowance
+                        // may still lead, through its single-successor chain, to one that
+                        // fits: Cast(i8 weight -> i32) then Sum over k (the zero-point
+                        // compensation of a quantised matmul) folds to one small vector
+                        // instead of casting and summing the whole weight on every run. The
+                        // walk goes on past oversized steps only until a result fits; from
+                        // there on it stops at the first oversized step, as before.
+                        let mut fits = mem(&res) <= limit;
                         let mut node = node;
+                        let mut best = fits.then(|| (node, res.clone()));
                         loop {
                             let Some(succ) = model.single_succ(node.id)? else {
                                 break;
@@ -82,16 +90,20 @@ impl super::TypedPass for PropConst {
                             let Ok(Some(succ_res)) = succ.op.eval_out_of_plan(res.clone()) else {
                                 break;
                             };
-                            let succ_mem: u64 = succ_res
-                                .iter()
-                                .map(|t| (t.datum_type().size_of() * t.volume()) as u64)
-                                .sum();
-                            if succ_mem > input_mem.max(CONST_FOLD_MEM_BUDGET) {
+                            let succ_fits = mem(&succ_res) <= limit;
+                            if fits && !succ_fits {
                                 break;
                             }
                             res = succ_res;
                             node = succ;
+                            fits = succ_fits;
+                            if fits {
+                                best = Some((node, res.clone()));
+                            }
                         }
+                        let Some((node, res)) = best else {
+                            continue;
+                        };
                         let mut patch = TypedModelPatch::default();
                         for (ix, output) in res.into_iter().enumerate() {
                             let exotic_fact =
