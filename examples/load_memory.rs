@@ -3,7 +3,8 @@
 //! optimisation), the freed heap returned and the high-water mark reset between stages.
 //!
 //! `cargo run --release --example load_memory -- MODEL.onnx [FRAMES] [BINS]`; with
-//! `LOAD_MEMORY_TRACT_READER=1` the file is read by tract's own reader instead of ours.
+//! `LOAD_MEMORY_TRACT_READER=1` the file is read by tract's own reader, with glibc's default
+//! allocator settings, instead of as `Model::load` reads it.
 
 use tract_onnx::prelude::*;
 
@@ -35,6 +36,10 @@ fn main() -> TractResult<()> {
     let frames: usize = args.next().map_or(Ok(1024), |s| s.parse())?;
     let bins: usize = args.next().map_or(Ok(128), |s| s.parse())?;
     stage("start");
+    // The allocator settings of a real load (src/memory.rs), unless measuring tract's reader.
+    let _phase = std::env::var("LOAD_MEMORY_TRACT_READER")
+        .is_err()
+        .then(soundsentry::memory::LoadPhase::start);
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let model = if std::env::var("LOAD_MEMORY_TRACT_READER").is_ok() {
         let proto = onnx.proto_model_for_path(&path)?;
