@@ -20,8 +20,13 @@ pub fn inference_model(onnx: &tract_onnx::Onnx, path: &Path) -> anyhow::Result<I
     // Canonical, so that the weights' location is inside the folder tract resolves it in
     // even when `path` is a link.
     let path = path.canonicalize().context("resolving the path")?;
-    let (dir, name) = match (path.parent().and_then(Path::to_str), path.file_name()) {
-        (Some(dir), Some(name)) => (dir, name.to_str().context("file name is not UTF-8")?),
+    // tract takes the folder and the weights' location as UTF-8 strings.
+    let utf8 = path
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+    let utf8 = Path::new(utf8);
+    let (dir, name) = match (utf8.parent().and_then(Path::to_str), utf8.file_name()) {
+        (Some(dir), Some(name)) => (dir, name.to_str().unwrap_or_default()),
         _ => anyhow::bail!("not a file path"),
     };
     let file = File::open(&path).context("opening")?;
