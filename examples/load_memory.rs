@@ -1,6 +1,6 @@
 //! Where a model load's peak memory is: resident size and its high-water mark after each
-//! stage of tract's load (protobuf decode, parse, typing, declutter, attention fusion,
-//! optimisation), the freed heap returned and the high-water mark reset between stages.
+//! stage of the load (reading the file — decode and parse —, typing, declutter, attention
+//! fusion, optimisation), the freed heap returned and the high-water mark reset between stages.
 //!
 //! `cargo run --release --example load_memory -- MODEL.onnx [FRAMES] [BINS]`; with
 //! `LOAD_MEMORY_TRACT_READER=1` the file is read by tract's own reader, with glibc's default
