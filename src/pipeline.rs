@@ -402,7 +402,12 @@ fn reload(
         Ok(watches) => {
             let n = watches.len();
             detector.set_watches(watches, now_s, events);
-            tracing::info!(config = %path.display(), watched = n, "detector settings reloaded");
+            tracing::info!(
+                config = %path.display(),
+                watched = n,
+                from_s = format_args!("{now_s:.3}"),
+                "detector settings reloaded"
+            );
         }
         Err(e) => tracing::error!("reload refused, the old settings stay: {e:#}"),
     }
