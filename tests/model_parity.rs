@@ -312,28 +312,177 @@ fn integer_products_are_exact() {
             .expect("optimise")
             .into_runnable()
             .expect("plan");
-        let input = Tensor::from_shape(&[m, k], &av).expect("a");
-        let out = plan.run(tvec!(input.into_tvalue())).expect("run");
-        let got = out[0].to_plain_array_view::<i32>().expect("i32 output");
-        for i in 0..m {
-            for j in 0..n {
-                let want: i32 = (0..k)
-                    .map(|p| {
-                        (av[i * k + p].into() - a0.into()) * (bv[p * n + j] as i32 - b0 as i32)
-                    })
-                    .sum();
-                assert_eq!(got[[i, j]], want, "{m}x{k}x{n} at ({i}, {j})");
+        // On one thread and on two (the vendored tract-linalg packs the activations in parts).
+        for threads in [1, 2] {
+            let input = Tensor::from_shape(&[m, k], &av).expect("a");
+            let out = on_threads(threads, || plan.run(tvec!(input.into_tvalue()))).expect("run");
+            let got = out[0].to_plain_array_view::<i32>().expect("i32 output");
+            for i in 0..m {
+                for j in 0..n {
+                    let want: i32 = (0..k)
+                        .map(|p| {
+                            (av[i * k + p].into() - a0.into()) * (bv[p * n + j] as i32 - b0 as i32)
+                        })
+                        .sum();
+                    assert_eq!(
+                        got[[i, j]],
+                        want,
+                        "{m}x{k}x{n} at ({i}, {j}), {threads} threads"
+                    );
+                }
             }
         }
     }
 
-    for (m, k, n) in [(1, 1, 1), (16, 4, 16), (37, 67, 45), (50, 768, 33)] {
+    let shapes = [
+        (1, 1, 1),
+        (16, 4, 16),
+        (37, 67, 45),
+        (50, 768, 33),
+        (300, 771, 20),
+    ];
+    for (m, k, n) in shapes {
         // u8 activations as onnxruntime's DynamicQuantizeLinear makes them, extremes included.
         check(m, k, n, 131u8, -3, |i| ((i * 31 + 7) % 256) as u8);
         check(m, k, n, 0u8, 0, |i| if i % 3 == 0 { 255 } else { 0 });
         // i8 activations, extremes included.
         check(m, k, n, -5i8, 7, |i| ((i * 57 + 3) % 256) as u8 as i8);
         check(m, k, n, 0i8, 0, |i| if i % 2 == 0 { -128 } else { 127 });
+    }
+}
+
+/// Runs `f` with tract's executor on `threads` threads (1: the default, single-threaded).
+fn on_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
+    if threads == 1 {
+        f()
+    } else {
+        multithread_tract_scope(Executor::multithread(threads), f)
+    }
+}
+
+/// The vendored DynamicQuantizeLinear (min/max and quantisation) and i32 → f32 Cast split
+/// large tensors over tract's threads: on two threads they give the bytes a plain reference
+/// gives, with the extremes placed in different parts of the tensor.
+#[test]
+fn quantise_and_cast_on_two_threads_match_a_plain_reference() {
+    use tract_onnx::pb::{ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+    use tract_onnx::prelude::*;
+    let n = 200_003usize;
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 0.7)
+        .map(|v| if v.abs() < 1e-3 { 0.25 } else { v })
+        .collect();
+    let mut x = x;
+    x[n - 2] = -3.5; // the minimum, in the last part
+    x[n / 2] = 2.25; // the maximum, in a middle one
+    let xi: Vec<i32> = (0..n as i32).map(|i| i.wrapping_mul(48_271) >> 3).collect();
+    // A graph input: a tensor of ONNX element type `elem` (1 float, 6 int32) and n values.
+    let input = |name: &str, elem: i32| {
+        use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+        use tract_onnx::pb::{type_proto, TensorShapeProto, TypeProto};
+        let dim = Dimension {
+            value: Some(dimension::Value::DimValue(n as i64)),
+            ..Default::default()
+        };
+        let tensor = type_proto::Tensor {
+            elem_type: elem,
+            shape: Some(TensorShapeProto { dim: vec![dim] }),
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let value = |name: &str| ValueInfoProto {
+        name: name.into(),
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], outputs: &[&str], attrs| NodeProto {
+        op_type: op.into(),
+        name: format!("{op}_{}", outputs[0]),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let to_float = tract_onnx::pb::AttributeProto {
+        name: "to".into(),
+        r#type: tract_onnx::pb::attribute_proto::AttributeType::Int as i32,
+        i: 1,
+        ..Default::default()
+    };
+    let graph = tract_onnx::pb::GraphProto {
+        name: "g".into(),
+        node: vec![
+            node(
+                "DynamicQuantizeLinear",
+                &["x"],
+                &["y", "scale", "zp"],
+                vec![],
+            ),
+            node("Cast", &["xi"], &["xf"], vec![to_float]),
+        ],
+        input: vec![input("x", 1), input("xi", 6)],
+        output: vec![value("y"), value("scale"), value("zp"), value("xf")],
+        ..Default::default()
+    };
+    let proto = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    let plan = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
+        .expect("model")
+        .into_optimized()
+        .expect("optimise")
+        .into_runnable()
+        .expect("plan");
+    // The reference: onnxruntime's definition of DynamicQuantizeLinear.
+    let (lo, hi) = x
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let scale = (hi - lo) / 255.0;
+    let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+    let want_y: Vec<u8> = x
+        .iter()
+        .map(|&v| ((v / scale).round_ties_even() as i32 + zp as i32).clamp(0, 255) as u8)
+        .collect();
+    let want_xf: Vec<f32> = xi.iter().map(|&v| v as f32).collect();
+    for threads in [1, 2] {
+        let inputs = tvec!(
+            Tensor::from_shape(&[n], &x).expect("x").into_tvalue(),
+            Tensor::from_shape(&[n], &xi).expect("xi").into_tvalue()
+        );
+        let out = on_threads(threads, || plan.run(inputs)).expect("run");
+        let view = |i: usize| out[i].try_as_plain_ram().expect("plain");
+        assert_eq!(
+            view(1).as_slice::<f32>().expect("scale"),
+            [scale],
+            "{threads} threads"
+        );
+        assert_eq!(
+            view(2).as_slice::<u8>().expect("zp"),
+            [zp],
+            "{threads} threads"
+        );
+        assert!(
+            view(0).as_slice::<u8>().expect("y") == want_y,
+            "y, {threads} threads"
+        );
+        assert!(
+            view(3).as_slice::<f32>().expect("xf") == want_xf,
+            "cast, {threads} threads"
+        );
     }
 }
 

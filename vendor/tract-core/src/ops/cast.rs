@@ -57,10 +57,36 @@ impl EvalOp for Cast {
                 *i = dim.eval(ctx.symbols).to_i64()?
             }
             Ok(tvec!(tmp.cast_to_dt(self.to)?.into_owned().into_tvalue()))
+        } else if let Some(out) = par_i32_to_f32(&input, self.to)? {
+            Ok(tvec!(out.into_tvalue()))
         } else {
             Ok(tvec!(input.cast_to_dt(self.to)?.into_owned().into_tvalue()))
         }
     }
+}
+
+/// soundsentry patch: i32 to f32 (the accumulators of a quantised matmul, before their scale)
+/// in parts on the threads of the current tract executor; inline when it has one thread or
+/// the tensor is small. Each value is cast on its own, so the result is the plain cast's.
+/// `None` for any other pair of types or a tensor not in plain memory.
+fn par_i32_to_f32(input: &Tensor, to: DatumType) -> TractResult<Option<Tensor>> {
+    if input.datum_type() != i32::datum_type() || to != f32::datum_type() {
+        return Ok(None);
+    }
+    let Ok(src) = input.try_as_plain_ram() else { return Ok(None) };
+    let src = src.as_slice::<i32>()?;
+    let mut out = unsafe { Tensor::uninitialized_dt(f32::datum_type(), input.shape())? };
+    {
+        let mut dst = out.try_as_plain_ram_mut()?;
+        let dst = dst.as_slice_mut::<f32>()?;
+        tract_linalg::multithread::par_chunks_mut(dst, 1, dst.len(), |first, chunk| {
+            for (d, s) in chunk.iter_mut().zip(&src[first..]) {
+                *d = *s as f32;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Some(out))
 }
 
 impl TypedOp for Cast {

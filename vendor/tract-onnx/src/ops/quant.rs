@@ -373,11 +373,34 @@ fn min_max_with_zero_body(xs: &[f32]) -> (f32, f32) {
     (min, max)
 }
 
-fn scale_and_zero_point(v: ArrayViewD<f32>) -> (f32, u8) {
+/// soundsentry patch: [`min_max_with_zero`] over parts of the slice on the threads of the
+/// current tract executor (one part inline when it has one thread or the slice is small).
+/// Min and max are exact, so the result does not depend on how the slice is split.
+fn par_min_max_with_zero(xs: &[f32]) -> TractResult<(f32, f32)> {
+    const PARTS: usize = 8;
+    let mut parts = [(0f32, 0f32); PARTS];
+    let part_len = xs.len().div_ceil(PARTS).max(1);
+    tract_core::tract_linalg::multithread::par_chunks_mut(
+        &mut parts,
+        1,
+        xs.len(),
+        |first, chunk| {
+            for (i, part) in chunk.iter_mut().enumerate() {
+                let from = ((first + i) * part_len).min(xs.len());
+                let to = (from + part_len).min(xs.len());
+                *part = min_max_with_zero(&xs[from..to]);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(parts.iter().fold((0f32, 0f32), |(lo, hi), &(a, b)| (lo.min(a), hi.max(b))))
+}
+
+fn scale_and_zero_point(v: ArrayViewD<f32>) -> TractResult<(f32, u8)> {
     // get the min and max of v and extend it to have zero included
     // in the interval [min, max]
     let (min, max) = match v.as_slice_memory_order() {
-        Some(xs) => min_max_with_zero(xs),
+        Some(xs) => par_min_max_with_zero(xs)?,
         None => v.fold((0., 0.), |(a_min, a_max), &v| {
             if v < a_min {
                 (v, a_max)
@@ -403,7 +426,7 @@ fn scale_and_zero_point(v: ArrayViewD<f32>) -> (f32, u8) {
 
     let zero_point: u8 = zero_point as u8;
 
-    (scale, zero_point)
+    Ok((scale, zero_point))
 }
 
 #[derive(Clone, Debug, new, Hash, PartialEq, Eq)]
@@ -431,17 +454,22 @@ impl EvalOp for DynamicQuantizeLinearU8 {
         let input = &inputs[0];
         let input = input.cast_to::<f32>()?;
         let a_input = input.to_plain_array_view::<f32>()?;
-        let (scale, zero_point) = scale_and_zero_point(a_input);
+        let (scale, zero_point) = scale_and_zero_point(a_input)?;
 
         let mut dst = unsafe { Tensor::uninitialized_dt(u8::datum_type(), input.shape())? };
         // We cannot use quantize_linear_u8 here because it does `x * scale.recip()`
         // instead of `x / scale`. This change some number enough to be rounded to another integer.
-        dynamic_quantize_linear_u8(
-            scale,
-            zero_point,
-            input.try_as_plain_ram()?.as_slice::<f32>()?,
-            dst.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
-        );
+        // soundsentry patch: in parts on the executor's threads (each value on its own, so the
+        // bytes do not depend on the split).
+        let xs = input.try_as_plain_ram()?;
+        let xs = xs.as_slice::<f32>()?;
+        let mut ys = dst.try_as_plain_ram_mut()?;
+        let ys = ys.as_slice_mut::<u8>()?;
+        tract_core::tract_linalg::multithread::par_chunks_mut(ys, 1, ys.len(), |first, chunk| {
+            let xs = &xs[first..first + chunk.len()];
+            dynamic_quantize_linear_u8(scale, zero_point, xs, chunk);
+            Ok(())
+        })?;
 
         let quantized_tensor = dst.into_tvalue();
         let scale_tensor = tensor0(scale).into();
@@ -478,7 +506,7 @@ mod tests {
         let (min, max) = min_max_with_zero(&xs);
         let (rmin, rmax) = xs.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
         assert_eq!((min, max), (rmin, rmax));
-        let (scale, zp) = scale_and_zero_point(v.view());
+        let (scale, zp) = scale_and_zero_point(v.view()).unwrap();
         assert_eq!((min, max), min_max_with_zero_body(&xs));
         let mut ys = vec![0u8; xs.len()];
         dynamic_quantize_linear_u8(scale, zp, &xs, &mut ys);
@@ -512,7 +540,7 @@ mod tests {
         for (v, scale_ok, zero_point_ok) in &data {
             let v = arr1(v).into_dyn();
             let v = v.view();
-            let (scale, zero_point) = scale_and_zero_point(v);
+            let (scale, zero_point) = scale_and_zero_point(v).unwrap();
             assert!((scale - scale_ok).abs() < epsilon);
             assert_eq!(zero_point, *zero_point_ok);
         }
@@ -531,7 +559,7 @@ mod tests {
 
         for (v, quantized_ok) in &data {
             let v = arr1(v).into_dyn();
-            let (scale, zero_point) = scale_and_zero_point(v.view());
+            let (scale, zero_point) = scale_and_zero_point(v.view()).unwrap();
 
             // same shape of v but with u8 type, values will be overwritten
             let mut quantized = v.mapv(|_| 0_u8);
@@ -554,7 +582,7 @@ mod tests {
         // The value on a tie. scale is exactly 1, so 0.5 survives the division as a tie.
         // round_ties_even(0.5) = 0, so y = 0 + 127; rounding away from zero would give 128.
         let v = arr1(&[-127f32, 128., 0.5]).into_dyn();
-        let (scale, zero_point) = scale_and_zero_point(v.view());
+        let (scale, zero_point) = scale_and_zero_point(v.view()).unwrap();
         assert_eq!(scale, 1.0);
         assert_eq!(zero_point, 127);
         let mut quantized = v.mapv(|_| 0_u8);
@@ -570,7 +598,7 @@ mod tests {
         // round_ties_even gives 126; rounding away from zero would give 127 and shift every
         // output by one.
         let v = arr1(&[-253f32, 257.]).into_dyn();
-        let (scale, zero_point) = scale_and_zero_point(v.view());
+        let (scale, zero_point) = scale_and_zero_point(v.view()).unwrap();
         assert_eq!(scale, 2.0);
         assert_eq!(zero_point, 126);
         let mut quantized = v.mapv(|_| 0_u8);
