@@ -3,8 +3,8 @@
 //! `bench_probe fbank FILE.f32 BINS ITERS` — frames/s of the fbank (BEATs setting) on raw
 //! little-endian f32 samples at 16 kHz.
 //! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and RSS (peak, after
-//! the load, after the runs) of a
-//! model folder.
+//! the load, after the runs) of a model folder, on a constant window (`BENCH_INPUT=noise`:
+//! a varied one).
 //! `bench_probe onnx FILE ITERS` — ms per run of any ONNX file whose inputs have fixed
 //! shapes (float32, filled with 0.1), for graph-form experiments.
 
@@ -52,7 +52,22 @@ fn main() -> anyhow::Result<()> {
             let (load_peak, after_load) = (status_mb("VmHWM:"), status_mb("VmRSS:"));
             let iters: usize = args[3].parse()?;
             let m = &model.manifest;
-            let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
+            // A constant window by default; `BENCH_INPUT=noise` gives a varied one (uniform
+            // in [-1, 1), fixed seed), as real features are.
+            let n = m.window_frames * m.fbank.mel_bins;
+            let input: Vec<f32> = if std::env::var("BENCH_INPUT").as_deref() == Ok("noise") {
+                let mut x = 0x2545_f491_4f6c_dd1du64;
+                (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                    })
+                    .collect()
+            } else {
+                vec![0.1f32; n]
+            };
             model.score_prepared(&input)?; // warm-up
             let mut times = Vec::new();
             for _ in 0..iters {
