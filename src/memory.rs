@@ -6,8 +6,8 @@
 //! first few weights the rest come from the heap, and freed heap stays with the process: the
 //! peak was about 1.5–2× the model file (BENCHMARKS.md, "kernel, loader and quantisation
 //! patches"). During a load the threshold is held low; afterwards it is set where glibc's own
-//! adjustment ends (32 MiB), so buffers of
-//! the inference runs are reused from the heap rather than mapped and faulted in on every run.
+//! adjustment ends (32 MiB), so the buffers of the inference runs are reused from the heap
+//! rather than mapped and faulted in on every run.
 
 /// While alive, allocations of 256 KiB and more are mapped alone and unmapped when freed
 /// (glibc; nothing elsewhere). Dropping it restores run-time settings and returns free heap.
