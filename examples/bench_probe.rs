@@ -126,11 +126,48 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"ms_median": times[times.len() / 2]})
             );
+            if std::env::var("BENCH_PROFILE").is_ok() {
+                profile(&plan, inputs)?;
+            }
         }
         _ => anyhow::bail!(
             "usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS [THREADS]"
         ),
     }
+    Ok(())
+}
+
+/// Time per op kind over one run of `plan` (BENCH_PROFILE=1), printed largest first, ms.
+fn profile(
+    plan: &std::sync::Arc<tract_onnx::prelude::TypedSimplePlan>,
+    inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+) -> anyhow::Result<()> {
+    let mut per_op: std::collections::HashMap<String, (f64, usize)> = Default::default();
+    let mut peak = (0.0, String::new());
+    let mut state = plan.spawn()?;
+    state.run_plan_with_eval(inputs, |ctx, st, node, input| {
+        let t = Instant::now();
+        let out = tract_onnx::tract_core::plan::eval(ctx, st, node, input);
+        #[allow(unsafe_code)]
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let live = unsafe {
+            let i = libc::mallinfo2();
+            (i.uordblks + i.hblkhd) as f64 / 1048576.0
+        };
+        if live > peak.0 {
+            peak = (live, format!("{} ({})", node.name, node.op().name()));
+        }
+        let e = per_op.entry(node.op().name().to_string()).or_default();
+        e.0 += t.elapsed().as_secs_f64() * 1000.0;
+        e.1 += 1;
+        out
+    })?;
+    let mut rows: Vec<_> = per_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    for (name, (ms, n)) in rows {
+        eprintln!("{ms:10.1} ms {n:5}x {name}");
+    }
+    eprintln!("peak live heap {:.1} MB after {}", peak.0, peak.1);
     Ok(())
 }
 

@@ -4,17 +4,22 @@
 //! tract runs the two attention products of AST/BEATs as batched products of two activations
 //! that write (and page-fault in) a 70 MB score tensor per layer; this op computes a block of
 //! query rows at a time (scores → softmax → ·V) and normalises the softmax inside the second
-//! product's store. `fuse.rs` puts it in place of the matched subgraph at load time.
+//! product's store. A block is as many rows as the kernel's tile is high, and its scores are
+//! stored in the kernel's own packed layout, so the softmax runs on whole vectors and P·V needs
+//! no packing. `fuse.rs` puts this op in place of the matched subgraph at load time.
 
 // tract-linalg's matrix-kernel entry points (`run`, `c_view`, `wrap`) are `unsafe fn`s: they
 // trust the caller for shapes and strides. Every call below passes tensors this module
 // allocated with exactly the shapes given to the kernel, checked by the unit tests against a
-// plain implementation.
+// plain implementation. The softmax is compiled for AVX-512 or AVX2 where the CPU has them
+// (`#[target_feature]`, called only after the feature check).
 #![allow(unsafe_code)]
 
-use tract_linalg::mmm::{AsInputValue, FusedSpec, MMMInputFormat, MatMatMul};
+use tract_linalg::mmm::{
+    AsInputValue, FusedSpec, MMMInputFormat, MMMInputValue, MatMatMul, PackedExoticFact,
+};
 use tract_linalg::multithread::{current_tract_executor, Executor};
-use tract_linalg::routines::Func;
+use tract_linalg::pack::PackedFormat;
 use tract_linalg::BinOp;
 use tract_onnx::prelude::tract_ndarray::{ArrayView3, ArrayViewD, Axis, Ix3};
 use tract_onnx::prelude::*;
@@ -132,23 +137,6 @@ impl EvalOp for FusedAttention {
     }
 }
 
-/// Query rows per block: the block's scores (rows × keys) stay in L2 for the second product.
-const BLOCK_ROWS: usize = 96;
-
-/// Block heights are a multiple of this: the query rows are the kernels' columns (12 in the
-/// AVX-512 f32 kernel).
-const ROW_ALIGN: usize = 12;
-
-/// (blocks, rows per block) covering `n` query rows with the least padding, blocks near
-/// `BLOCK_ROWS` rows.
-fn blocking(n: usize) -> (usize, usize) {
-    let around = n.div_ceil(BLOCK_ROWS).max(1);
-    (around.saturating_sub(1).max(1)..=around + 1)
-        .map(|b| (b, n.div_ceil(b).next_multiple_of(ROW_ALIGN)))
-        .min_by_key(|&(b, rows)| (b * rows, b))
-        .unwrap_or((1, n.next_multiple_of(ROW_ALIGN)))
-}
-
 /// softmax(Q·Kᵀ·scale + bias)·V for each head; Q (h, n, d), K and V (h, m, d), bias (h or 1,
 /// n, m). Returns one (n, d) array per head. Heads run in parallel on tract's executor.
 pub fn attend(
@@ -171,8 +159,7 @@ pub fn attend(
             b.dim()
         );
     }
-    let (blocks, rows) = blocking(n);
-    let kernels = Kernels::new(rows, m, d)?;
+    let kernels = Kernels::new(n, m, d)?;
     let one_head = |h: usize| -> TractResult<tract_ndarray::Array2<f32>> {
         let bias_h = bias
             .as_ref()
@@ -183,7 +170,6 @@ pub fn attend(
             v.index_axis(Axis(0), h),
             bias_h,
             scale,
-            blocks,
         )
     };
     match current_tract_executor() {
@@ -195,42 +181,40 @@ pub fn attend(
     }
 }
 
-/// The kernels of one evaluation: Q·Kᵀ (rows × d · d × m) and P·V (rows × m · m × d), and the
-/// row softmax pieces.
+/// One matrix kernel for both products, one block of query rows at a time — as many rows as
+/// the kernel's tile height, its "lanes". Q·Kᵀ stores the block's scores straight in the
+/// kernel's packed left-operand layout (key-major, the block's rows side by side), so the
+/// softmax reads and writes whole vectors of lanes, and P·V takes the probabilities as they
+/// are, without a packing pass.
 struct Kernels {
-    rows: usize,
     m: usize,
     d: usize,
-    qk: Box<dyn MatMatMul>,
-    pv: Box<dyn MatMatMul>,
-    max: Box<dyn tract_linalg::reduce::Reduce<f32>>,
-    exp_sum: Box<dyn tract_linalg::reduce::MapReduce<f32, f32>>,
+    mmm: Box<dyn MatMatMul>,
+    /// The kernel's left-operand packing: Q blocks, and the probabilities' layout.
+    a_fmt: PackedFormat,
+    /// The kernel's right-operand packing: K (for Q·Kᵀ) and V (for P·V).
+    b_fmt: Box<dyn MMMInputFormat>,
 }
 
 impl Kernels {
-    fn new(rows: usize, m: usize, d: usize) -> TractResult<Self> {
-        let pick = |mm: usize, kk: usize| {
-            tract_linalg::MmmDispatch::native()
-                .preferred_kernel(f32::datum_type(), Some(mm), Some(kk), Some(rows))
-                .context("no f32 matrix kernel on this machine")
-        };
-        // Both products are computed transposed (the query rows are the kernel's columns), so
-        // that the kernel's row axis is the contiguous axis of what it stores: Sᵀ = K·Qᵀ
-        // stores whole runs of keys of a score row, Oᵀ = Vᵀ·Pᵀ whole runs of features.
+    fn new(n: usize, m: usize, d: usize) -> TractResult<Self> {
+        let mmm = tract_linalg::MmmDispatch::native()
+            .preferred_kernel(f32::datum_type(), Some(n), Some(d), Some(m))
+            .context("no f32 matrix kernel on this machine")?;
+        let (a, b) = &mmm.packings()[0];
+        let a_fmt = a
+            .downcast_ref::<PackedFormat>()
+            .filter(|a| a.r == mmm.mr() && a.dt == f32::datum_type())
+            .with_context(|| format!("{}: left operand not in a plain packed layout", mmm.name()))?
+            .clone();
+        let b_fmt = b.clone();
         Ok(Self {
-            rows,
             m,
             d,
-            qk: pick(m, d)?,
-            pv: pick(d, m)?,
-            max: Func::ReduceMax.reduce_f32()?,
-            exp_sum: Func::Softmax2.map_reduce_f32()?,
+            mmm,
+            a_fmt,
+            b_fmt,
         })
-    }
-
-    fn formats(mmm: &dyn MatMatMul) -> (&dyn MMMInputFormat, &dyn MMMInputFormat) {
-        let (a, b) = &mmm.packings()[0];
-        (&**a, &**b)
     }
 
     /// One head: Q (n, d), K and V (m, d), bias (n, m).
@@ -241,28 +225,38 @@ impl Kernels {
         v: tract_ndarray::ArrayView2<f32>,
         bias: Option<tract_ndarray::ArrayView2<f32>>,
         scale: f32,
-        blocks: usize,
     ) -> TractResult<tract_ndarray::Array2<f32>> {
-        let (n, d, m, rows) = (q.dim().0, self.d, self.m, self.rows);
+        let (n, d, m) = (q.dim().0, self.d, self.m);
+        let lanes = self.mmm.mr();
         let k_t = tensor_of(k.to_owned());
         let v_t = tensor_of(v.to_owned());
-        let (ka_fmt, qb_fmt) = Self::formats(&*self.qk);
-        let (va_fmt, pb_fmt) = Self::formats(&*self.pv);
-        // K as the left operand of K·Qᵀ: m = key token (axis 0), k = feature (axis 1).
-        let k_packed = ka_fmt.prepare_one(&k_t, 1, 0)?;
-        // V as the left operand of Vᵀ·Pᵀ: m = feature (axis 1), k = key token (axis 0).
-        let v_packed = va_fmt.prepare_one(&v_t, 0, 1)?;
-        let mut q_block = Tensor::zero::<f32>(&[rows, d])?;
-        let mut scores = Tensor::zero::<f32>(&[rows, m])?;
-        let mut inv_sum = Tensor::zero::<f32>(&[rows])?;
-        let mut out_block = Tensor::zero::<f32>(&[rows, d])?;
+        // K as the right operand of Q·Kᵀ: n = key token (axis 0), k = feature (axis 1).
+        let k_packed = self.b_fmt.prepare_one(&k_t, 1, 0)?;
+        // V as the right operand of P·V: k = key token (axis 0), n = feature (axis 1).
+        let v_packed = self.b_fmt.prepare_one(&v_t, 0, 1)?;
+        let panel_len = self.a_fmt.single_panel_len(m);
+        // SAFETY: f32 has no invalid bit patterns and the buffer is zeroed at once; the kernel
+        // may read the panel's padding records, which stay zero.
+        let mut probs =
+            unsafe { Tensor::uninitialized_aligned::<f32>(&[panel_len], self.a_fmt.alignment())? };
+        probs.as_bytes_mut().fill(0);
+        let fact = std::sync::Arc::new(PackedExoticFact {
+            format: Box::new(self.a_fmt.clone()),
+            mn: lanes.to_dim(),
+            k: m,
+        });
+        let mut q_block = Tensor::zero::<f32>(&[lanes, d])?;
+        let mut inv_sum = Tensor::zero::<f32>(&[lanes])?;
+        let mut out_block = Tensor::zero::<f32>(&[lanes, d])?;
+        // The bias rows of a block, contiguous, for the kernel to add to its tiles.
+        let mut bias_block = match bias {
+            Some(_) => Some(Tensor::zero::<f32>(&[lanes, m])?),
+            None => None,
+        };
         let mut out = tract_ndarray::Array2::<f32>::zeros((n, d));
-        for block in 0..blocks {
-            let r0 = block * rows;
-            let valid = rows.min(n.saturating_sub(r0));
-            if valid == 0 {
-                break;
-            }
+        let mut scratch = unsafe { self.mmm.allocate_scratch_space() };
+        for r0 in (0..n).step_by(lanes) {
+            let valid = lanes.min(n - r0);
             {
                 let mut qb = q_block.to_plain_array_view_mut::<f32>()?;
                 qb.fill(0.0);
@@ -271,57 +265,72 @@ impl Kernels {
                 qb.slice_mut(tract_ndarray::s![..valid, ..])
                     .zip_mut_with(&src, |o, x| *o = x * scale);
             }
-            // Qᵀ as the right operand: n = query row (axis 0), k = feature (axis 1).
-            let q_packed = qb_fmt.prepare_one(&q_block, 1, 0)?;
-            // SAFETY: `scores` is a (rows, m) tensor; the product is m × d · d × rows, its
-            // row axis stored along the scores' axis 1 and its column axis along axis 0.
+            // The block's rows as the left operand: m = query row (axis 0), k = feature.
+            let q_packed = self.a_fmt.prepare_one(&q_block, 1, 0)?;
+            if let (Some(b), Some(bb)) = (&bias, bias_block.as_mut()) {
+                let mut bv = bb.to_plain_array_view_mut::<f32>()?;
+                let mut bv = bv.view_mut().into_dimensionality::<tract_ndarray::Ix2>()?;
+                if valid < lanes {
+                    bv.fill(0.0);
+                }
+                bv.slice_mut(tract_ndarray::s![..valid, ..])
+                    .assign(&b.slice(tract_ndarray::s![r0..r0 + valid, ..]));
+            }
+            // SAFETY: the product is lanes × d · d × m; row r, column j lands at r + j·lanes,
+            // inside the m·lanes values `probs` has before its padding; the bias block is a
+            // (lanes, m) tensor read at the same (row, column).
             unsafe {
-                let store = self.qk.c_view(Some(1), Some(0)).wrap(&scores.view_mut());
-                self.qk.run(
-                    m,
-                    rows,
-                    &[
-                        FusedSpec::AddMatMul {
-                            a: AsInputValue::Borrowed(&*k_packed),
-                            b: AsInputValue::Borrowed(&*q_packed),
-                            packing: 0,
-                        },
+                let store = self
+                    .mmm
+                    .c_from_data_and_strides(4, 1, lanes as isize)
+                    .wrap(&probs.view_mut());
+                let product = FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(&*q_packed),
+                    b: AsInputValue::Borrowed(&*k_packed),
+                    packing: 0,
+                };
+                let specs = match &bias_block {
+                    Some(bb) => vec![
+                        product,
+                        FusedSpec::AddUnicast(self.mmm.c_view(Some(0), Some(1)).wrap(&bb.view())),
                         FusedSpec::Store(store),
                     ],
-                )?;
+                    None => vec![product, FusedSpec::Store(store)],
+                };
+                self.mmm
+                    .run_with_scratch_space(lanes, m, &mut *scratch, &specs)?;
             }
             {
-                let mut s = scores.try_as_plain_ram_mut()?;
-                let s = s.as_slice_mut::<f32>()?;
+                let mut p = probs.try_as_plain_ram_mut()?;
+                let p = &mut p.as_slice_mut::<f32>()?[..m * lanes];
                 let mut inv = inv_sum.try_as_plain_ram_mut()?;
-                let inv = inv.as_slice_mut::<f32>()?;
-                for (r, row) in s.chunks_exact_mut(m).enumerate() {
-                    if let (Some(b), true) = (&bias, r < valid) {
-                        for (x, y) in row.iter_mut().zip(b.row(r0 + r)) {
-                            *x += y;
-                        }
-                    }
-                    let max = self.max.run(row)?;
-                    let sum = self.exp_sum.run_with_params(row, max)?;
-                    inv[r] = sum.recip();
-                }
+                softmax_lanes(p, lanes, inv.as_slice_mut::<f32>()?)?;
             }
-            // Pᵀ as the right operand: n = query row (axis 0), k = key token (axis 1).
-            let p_packed = pb_fmt.prepare_one(&scores, 1, 0)?;
-            // SAFETY: `out_block` is (rows, d), `inv_sum` has one value per query row (the
-            // product's columns), and the product is d × m · m × rows.
+            let panel = ProbabilityPanel {
+                ptr: probs.as_ptr::<f32>()? as *const u8,
+                mn: lanes,
+                k: m,
+                fact: fact.clone(),
+            };
+            // SAFETY: `panel` points at `probs`, alive and unchanged during the call, laid out
+            // as one packed left-operand panel of k = m; `out_block` is (lanes, d) and
+            // `inv_sum` has one value per row.
             unsafe {
-                let store = self.pv.c_view(Some(1), Some(0)).wrap(&out_block.view_mut());
-                self.pv.run(
+                let store = self
+                    .mmm
+                    .c_view(Some(0), Some(1))
+                    .wrap(&out_block.view_mut());
+                self.mmm.run_with_scratch_space(
+                    lanes,
                     d,
-                    rows,
+                    &mut *scratch,
                     &[
                         FusedSpec::AddMatMul {
-                            a: AsInputValue::Borrowed(&*v_packed),
-                            b: AsInputValue::Borrowed(&*p_packed),
+                            a: AsInputValue::Borrowed(&panel),
+                            b: AsInputValue::Borrowed(&*v_packed),
                             packing: 0,
                         },
-                        FusedSpec::BinPerCol(inv_sum.view(), BinOp::Mul),
+                        FusedSpec::BinPerRow(inv_sum.view(), BinOp::Mul),
                         FusedSpec::Store(store),
                     ],
                 )?;
@@ -333,6 +342,168 @@ impl Kernels {
         }
         Ok(out)
     }
+}
+
+/// The softmax probabilities of a block, as the left operand of P·V: one packed panel over
+/// memory this module owns (see `Kernels::head`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ProbabilityPanel {
+    ptr: *const u8,
+    mn: usize,
+    k: usize,
+    fact: std::sync::Arc<PackedExoticFact>,
+}
+
+// SAFETY: the panel is only read, during one kernel call, while its buffer is borrowed.
+unsafe impl Send for ProbabilityPanel {}
+// SAFETY: as above.
+unsafe impl Sync for ProbabilityPanel {}
+
+impl std::fmt::Display for ProbabilityPanel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "attention probabilities ({} × {})", self.mn, self.k)
+    }
+}
+
+impl MMMInputValue for ProbabilityPanel {
+    fn format(&self) -> &dyn MMMInputFormat {
+        &*self.fact.format
+    }
+    fn scratch_panel_buffer_layout(&self) -> Option<std::alloc::Layout> {
+        None
+    }
+    fn panel_bytes(&self, i: usize, _buffer: Option<*mut u8>) -> TractResult<*const u8> {
+        ensure!(i == 0, "one panel of probabilities, asked for panel {i}");
+        Ok(self.ptr)
+    }
+    fn mn(&self) -> usize {
+        self.mn
+    }
+    fn k(&self) -> usize {
+        self.k
+    }
+    fn exotic_fact(&self) -> &dyn ExoticFact {
+        &*self.fact
+    }
+    fn extract_at_mn_f16(&self, _: usize, _: &mut [f16]) -> TractResult<()> {
+        bail!("attention probabilities are not extracted")
+    }
+    fn extract_at_mn_f32(&self, _: usize, _: &mut [f32]) -> TractResult<()> {
+        bail!("attention probabilities are not extracted")
+    }
+}
+
+/// Row softmax of a key-major block (`p[j·lanes + r]` is row r's score for key j), in place;
+/// `inv_sum[r]` gets 1 / Σⱼ exp(p − max) of row r.
+fn softmax_lanes(p: &mut [f32], lanes: usize, inv_sum: &mut [f32]) -> TractResult<()> {
+    ensure!(p.len().is_multiple_of(lanes) && inv_sum.len() == lanes);
+    match lanes {
+        4 => softmax_dispatch::<4>(p, inv_sum),
+        8 => softmax_dispatch::<8>(p, inv_sum),
+        16 => softmax_dispatch::<16>(p, inv_sum),
+        32 => softmax_dispatch::<32>(p, inv_sum),
+        48 => softmax_dispatch::<48>(p, inv_sum),
+        64 => softmax_dispatch::<64>(p, inv_sum),
+        _ => softmax_any(p, lanes, inv_sum),
+    }
+    Ok(())
+}
+
+/// `softmax_block` compiled for the widest vector unit this CPU has.
+fn softmax_dispatch<const L: usize>(p: &mut [f32], inv_sum: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { softmax_avx512::<L>(p, inv_sum) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { softmax_avx2::<L>(p, inv_sum) };
+        }
+    }
+    // Every aarch64 CPU has fused multiply-add; elsewhere `mul_add` would be a library call.
+    softmax_block::<L, { cfg!(target_arch = "aarch64") }>(p, inv_sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn softmax_avx512<const L: usize>(p: &mut [f32], inv_sum: &mut [f32]) {
+    softmax_block::<L, true>(p, inv_sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_avx2<const L: usize>(p: &mut [f32], inv_sum: &mut [f32]) {
+    softmax_block::<L, true>(p, inv_sum)
+}
+
+/// The softmax of `softmax_lanes`, each loop over the L rows one vector operation; FMA: with
+/// fused multiply-adds.
+#[inline(always)]
+fn softmax_block<const L: usize, const FMA: bool>(p: &mut [f32], inv_sum: &mut [f32]) {
+    let (keys, _) = p.as_chunks_mut::<L>();
+    let mut max = [f32::NEG_INFINITY; L];
+    for key in keys.iter() {
+        for l in 0..L {
+            max[l] = if key[l] > max[l] { key[l] } else { max[l] };
+        }
+    }
+    let mut sum = [0f32; L];
+    for key in keys.iter_mut() {
+        for l in 0..L {
+            let e = exp_nonpositive::<FMA>(key[l] - max[l]);
+            key[l] = e;
+            sum[l] += e;
+        }
+    }
+    for (inv, s) in inv_sum.iter_mut().zip(sum) {
+        *inv = s.recip();
+    }
+}
+
+/// `softmax_block` for a block height without its own instance (scalar loops).
+fn softmax_any(p: &mut [f32], lanes: usize, inv_sum: &mut [f32]) {
+    let mut max = vec![f32::NEG_INFINITY; lanes];
+    for key in p.chunks_exact(lanes) {
+        for (m, x) in max.iter_mut().zip(key) {
+            *m = m.max(*x);
+        }
+    }
+    inv_sum.fill(0.0);
+    for key in p.chunks_exact_mut(lanes) {
+        for ((x, m), s) in key.iter_mut().zip(&max).zip(inv_sum.iter_mut()) {
+            *x = exp_nonpositive::<false>(*x - m);
+            *s += *x;
+        }
+    }
+    for s in inv_sum.iter_mut() {
+        *s = s.recip();
+    }
+}
+
+/// eˣ for x ≤ 0 (Cephes' expf: x = n·ln 2 + r, |r| ≤ ln 2 / 2, a degree-6 polynomial for eʳ,
+/// 2ⁿ from the exponent bits; within 2 ulp), written so that it vectorises: no calls, no
+/// branches. Below −87 (where eˣ < 2⁻¹²⁵) it returns e⁻⁸⁷. FMA: a·b + c as one fused
+/// operation, for targets that have it.
+#[inline(always)]
+fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
+    // 1.5 · 2²³: adding it rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let x = if x < -87.0 { -87.0 } else { x };
+    let t = fma(x, std::f32::consts::LOG2_E, ROUND);
+    let n = t - ROUND;
+    let r = fma(n, 2.121_944_4e-4, fma(n, -0.693_359_4, x));
+    let mut y = 1.987_569_1e-4;
+    y = fma(y, r, 1.398_199_9e-3);
+    y = fma(y, r, 8.333_452e-3);
+    y = fma(y, r, 4.166_579_6e-2);
+    y = fma(y, r, 1.666_666_5e-1);
+    y = fma(y, r, 0.5);
+    let y = fma(y, r * r, r + 1.0);
+    let n = t.to_bits().wrapping_sub(ROUND.to_bits());
+    y * f32::from_bits(n.wrapping_add(127) << 23)
 }
 
 fn tensor_of(a: tract_ndarray::Array2<f32>) -> Tensor {
@@ -416,18 +587,44 @@ mod tests {
     }
 
     #[test]
-    fn blocks_cover_the_rows_with_little_padding() {
-        for n in [1, 5, 102, 496, 1214, 5000] {
-            let (b, rows) = blocking(n);
-            assert!(
-                b * rows >= n && b * rows < n + b * ROW_ALIGN,
-                "{n}: {b} × {rows}"
-            );
-            assert!(
-                rows <= 2 * BLOCK_ROWS + ROW_ALIGN,
-                "{n}: {rows} rows per block"
-            );
+    fn exp_is_within_two_ulp_where_it_matters() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let want = (x as f64).exp();
+            for got in [exp_nonpositive::<false>(x), exp_nonpositive::<true>(x)] {
+                worst = worst.max(((got as f64 - want) / want).abs());
+            }
         }
+        assert!(worst < 2.0 * f32::EPSILON as f64, "relative error {worst}");
+        assert_eq!(exp_nonpositive::<false>(0.0), 1.0);
+        assert!(exp_nonpositive::<false>(-1000.0) > 0.0);
+        assert!(exp_nonpositive::<false>(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn softmax_of_a_key_major_block_matches_the_row_by_row_one() {
+        for lanes in [4, 8, 12, 16, 32, 48] {
+            let keys = 37;
+            let p0: Vec<f32> = pseudo((1, keys, lanes), 7)
+                .iter()
+                .map(|x| x * 20.0)
+                .collect();
+            let mut p = p0.clone();
+            let mut inv = vec![0f32; lanes];
+            softmax_lanes(&mut p, lanes, &mut inv).expect("softmax runs");
+            for r in 0..lanes {
+                let row: Vec<f64> = (0..keys).map(|j| p0[j * lanes + r] as f64).collect();
+                let mx = row.iter().copied().fold(f64::MIN, f64::max);
+                let sum: f64 = row.iter().map(|x| (x - mx).exp()).sum();
+                for j in 0..keys {
+                    let want = (row[j] - mx).exp() / sum;
+                    let got = p[j * lanes + r] as f64 * inv[r] as f64;
+                    assert!((got - want).abs() < 1e-6, "lanes {lanes} row {r} key {j}");
+                }
+            }
+        }
+        assert!(softmax_lanes(&mut [0.0; 13], 12, &mut [0.0; 12]).is_err());
     }
 
     #[test]
