@@ -97,7 +97,12 @@ fn main() -> anyhow::Result<()> {
             } else {
                 soundsentry::model::fuse_attention(&mut model)?
             };
-            eprintln!("fused attention blocks: {fused}");
+            let casts = if fused > 0 {
+                soundsentry::model::fuse_scaled_casts(&mut model)?
+            } else {
+                0
+            };
+            eprintln!("fused attention blocks: {fused}, scaled casts: {casts}");
             let plan = model.into_optimized()?.into_runnable()?;
             let inputs: TVec<TValue> = plan
                 .model()
@@ -126,6 +131,22 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"ms_median": times[times.len() / 2]})
             );
+            if let Ok(pat) = std::env::var("BENCH_DUMP") {
+                for node in plan.model().nodes() {
+                    if node.name.contains(&pat) {
+                        let inputs: Vec<String> =
+                            node.inputs.iter().map(|i| format!("{}", i.node)).collect();
+                        eprintln!(
+                            "{} {} [{}] <- {:?} : {:?}",
+                            node.id,
+                            node.name,
+                            node.op().name(),
+                            inputs,
+                            node.outputs[0].fact
+                        );
+                    }
+                }
+            }
             if std::env::var("BENCH_PROFILE").is_ok() {
                 profile(&plan, inputs)?;
             }

@@ -265,6 +265,40 @@ fn every_attention_block_is_fused_and_scores_do_not_move() {
     }
 }
 
+/// Each integer product's i32 → f32 cast and scale become one `ScaledCast` at load time; the
+/// scores keep every bit.
+#[test]
+fn int8_casts_and_scales_are_fused_without_moving_a_bit() {
+    for dir in [
+        fixture("models/tiny-ast-int8"),
+        fixture("models/tiny-beats-int8"),
+        crate::util::repo("models/sitehome-tiny-ast-int8"),
+    ] {
+        let plain = typed_model(&dir);
+        let mut fused = plain.clone();
+        let n = soundsentry::model::fuse_scaled_casts(&mut fused).expect("rewrite");
+        assert!(n > 0, "{}: no cast fused", dir.display());
+        let len: usize = plain
+            .input_fact(0)
+            .expect("input")
+            .shape
+            .as_concrete()
+            .expect("fixed")
+            .iter()
+            .product();
+        let input: Vec<f32> = (0..len)
+            .map(|i| ((i * 104_729 % 997) as f32 / 90.0) - 5.0)
+            .collect();
+        let (a, b) = (run_typed(plain, &input), run_typed(fused, &input));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{}: scores moved by up to {}",
+            dir.display(),
+            max_abs_diff(&a, &b)
+        );
+    }
+}
+
 /// Integer matrix products as dynamically quantised models run them (i8 or u8 activations
 /// with a zero point, i8 weights with a zero point, i32 results) against naive sums: exact,
 /// for shapes that leave partial tiles and a depth that is not a multiple of 4. This is the

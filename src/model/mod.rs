@@ -1,6 +1,7 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
 mod attention;
+mod dequant;
 mod fuse;
 mod input;
 mod labels;
@@ -10,6 +11,7 @@ mod runtime;
 
 use std::path::{Path, PathBuf};
 
+pub use dequant::fuse_scaled_casts;
 pub use fuse::fuse_attention;
 pub use input::prepare_window;
 pub use labels::{slugify, Label};

@@ -184,7 +184,8 @@ fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>,
     }
     let mut model = model;
     let fused = super::fuse::fuse_attention(&mut model)?;
-    tracing::debug!(fused, "attention blocks fused");
+    let casts = super::dequant::fuse_scaled_casts(&mut model)?;
+    tracing::debug!(fused, casts, "attention blocks and scaled casts fused");
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
         Device::Cpu,
