@@ -79,11 +79,10 @@ impl EvalOp for ScaledCast {
 pub fn fuse_scaled_casts(model: &mut TypedModel) -> TractResult<usize> {
     let mut patches = vec![];
     for cast in model.nodes() {
-        if !cast
+        let to_f32 = cast
             .op_as::<Cast>()
-            .is_some_and(|c| c.to == f32::datum_type())
-            || model.outlet_fact(cast.inputs[0])?.datum_type != i32::datum_type()
-        {
+            .is_some_and(|c| c.to == f32::datum_type());
+        if !to_f32 || model.outlet_fact(cast.inputs[0])?.datum_type != i32::datum_type() {
             continue;
         }
         let readers = &cast.outputs[0].successors;
