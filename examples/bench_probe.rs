@@ -137,12 +137,16 @@ fn main() -> anyhow::Result<()> {
                         let inputs: Vec<String> =
                             node.inputs.iter().map(|i| format!("{}", i.node)).collect();
                         eprintln!(
-                            "{} {} [{}] <- {:?} : {:?}",
+                            "{} {} [{}] <- {:?} : {:?} {}",
                             node.id,
                             node.name,
                             node.op().name(),
                             inputs,
-                            node.outputs[0].fact
+                            node.outputs[0].fact,
+                            format!("{:?}", node.op())
+                                .chars()
+                                .take(1500)
+                                .collect::<String>()
                         );
                     }
                 }
@@ -177,6 +181,16 @@ fn profile(
         };
         if live > peak.0 {
             peak = (live, format!("{} ({})", node.name, node.op().name()));
+        }
+        if let Ok(pat) = std::env::var("BENCH_PROFILE_NODES") {
+            if node.name.contains(&pat) {
+                eprintln!(
+                    "{:8.2} ms {} ({})",
+                    t.elapsed().as_secs_f64() * 1000.0,
+                    node.name,
+                    node.op().name()
+                );
+            }
         }
         let e = per_op.entry(node.op().name().to_string()).or_default();
         e.0 += t.elapsed().as_secs_f64() * 1000.0;

@@ -374,6 +374,10 @@ fn integer_products_are_exact() {
         (37, 67, 45),
         (50, 768, 33),
         (300, 771, 20),
+        // m < n: below 64 rows tract swaps the operands (n becomes the kernel's rows); from
+        // 64 rows on, the vendored tract-core keeps them (C stored a whole row at a time).
+        (40, 24, 100),
+        (70, 96, 200),
     ];
     for (m, k, n) in shapes {
         // u8 activations as onnxruntime's DynamicQuantizeLinear makes them, extremes included.
