@@ -210,6 +210,18 @@ fn run_typed(model: tract_onnx::prelude::TypedModel, input: &[f32]) -> Vec<f32> 
         .collect()
 }
 
+/// Number of values of a model's (fixed-shape) first input.
+fn input_len(model: &tract_onnx::prelude::TypedModel) -> usize {
+    model
+        .input_fact(0)
+        .expect("input")
+        .shape
+        .as_concrete()
+        .expect("fixed")
+        .iter()
+        .product()
+}
+
 #[test]
 fn every_attention_block_is_fused_and_scores_do_not_move() {
     use tract_onnx::tract_core::ops::nn::Softmax;
@@ -240,15 +252,7 @@ fn every_attention_block_is_fused_and_scores_do_not_move() {
             "{}",
             dir.display()
         );
-        let len: usize = plain
-            .input_fact(0)
-            .expect("input")
-            .shape
-            .as_concrete()
-            .expect("fixed")
-            .iter()
-            .product();
-        let input: Vec<f32> = (0..len)
+        let input: Vec<f32> = (0..input_len(&plain))
             .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 5.0)
             .collect();
         let (a, b) = (run_typed(plain, &input), run_typed(fused, &input));
@@ -278,15 +282,7 @@ fn int8_casts_and_scales_are_fused_without_moving_a_bit() {
         let mut fused = plain.clone();
         let n = soundsentry::model::fuse_scaled_casts(&mut fused).expect("rewrite");
         assert!(n > 0, "{}: no cast fused", dir.display());
-        let len: usize = plain
-            .input_fact(0)
-            .expect("input")
-            .shape
-            .as_concrete()
-            .expect("fixed")
-            .iter()
-            .product();
-        let input: Vec<f32> = (0..len)
+        let input: Vec<f32> = (0..input_len(&plain))
             .map(|i| ((i * 104_729 % 997) as f32 / 90.0) - 5.0)
             .collect();
         let (a, b) = (run_typed(plain, &input), run_typed(fused, &input));
