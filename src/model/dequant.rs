@@ -155,9 +155,13 @@ mod tests {
     }
 
     fn input(rows: usize) -> TValue {
-        let v: Vec<i32> = (0..rows as i32 * 7)
-            .map(|i| (i * 7919) % 200_003 - 100_000)
+        let mut v: Vec<i32> = (0..rows as i64 * 7)
+            .map(|i| ((i * 7919) % 200_003 - 100_000) as i32)
             .collect();
+        // Values an f32 cannot hold exactly, at both ends of the range.
+        v[0] = i32::MAX;
+        v[1] = i32::MIN;
+        v[2] = 16_777_217;
         tensor1(&v)
             .into_shape(&[rows, 7])
             .expect("shape")
