@@ -254,6 +254,7 @@ impl Kernels {
             None => None,
         };
         let mut out = tract_ndarray::Array2::<f32>::zeros((n, d));
+        // SAFETY: the scratch space is this kernel's own and serves only its calls below.
         let mut scratch = unsafe { self.mmm.allocate_scratch_space() };
         for r0 in (0..n).step_by(lanes) {
             let valid = lanes.min(n - r0);
