@@ -91,16 +91,11 @@ fn main() -> anyhow::Result<()> {
                 .model_for_path(&args[2])?
                 .into_typed()?
                 .into_decluttered()?;
-            // `unfused` as a fourth argument measures tract's own attention.
-            let fused = if args.get(4).map(String::as_str) == Some("unfused") {
-                0
+            // `unfused` as a fourth argument measures tract's own graph.
+            let (fused, casts) = if args.get(4).map(String::as_str) == Some("unfused") {
+                (0, 0)
             } else {
-                soundsentry::model::fuse_attention(&mut model)?
-            };
-            let casts = if fused > 0 {
-                soundsentry::model::fuse_scaled_casts(&mut model)?
-            } else {
-                0
+                soundsentry::model::rewrite_for_cpu(&mut model)?
             };
             eprintln!("fused attention blocks: {fused}, scaled casts: {casts}");
             let plan = model.into_optimized()?.into_runnable()?;
@@ -168,6 +163,7 @@ fn profile(
     inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
 ) -> anyhow::Result<()> {
     let mut per_op: std::collections::HashMap<String, (f64, usize)> = Default::default();
+    let nodes = std::env::var("BENCH_PROFILE_NODES").ok();
     let mut peak = (0.0, String::new());
     let mut state = plan.spawn()?;
     state.run_plan_with_eval(inputs, |ctx, st, node, input| {
@@ -182,8 +178,8 @@ fn profile(
         if live > peak.0 {
             peak = (live, format!("{} ({})", node.name, node.op().name()));
         }
-        if let Ok(pat) = std::env::var("BENCH_PROFILE_NODES") {
-            if node.name.contains(&pat) {
+        if let Some(pat) = &nodes {
+            if node.name.contains(pat.as_str()) {
                 eprintln!(
                     "{:8.2} ms {} ({})",
                     t.elapsed().as_secs_f64() * 1000.0,

@@ -55,8 +55,8 @@ fn main() -> TractResult<()> {
     stage("typed");
     let mut model = model.into_decluttered()?;
     stage("decluttered");
-    soundsentry::model::fuse_attention(&mut model)?;
-    stage("attention fused");
+    soundsentry::model::rewrite_for_cpu(&mut model)?;
+    stage("rewritten (attention, scaled casts)");
     let _model = model.into_optimized()?;
     stage("optimised");
     Ok(())

@@ -17,7 +17,7 @@ pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
-pub use runtime::{Device, Runtime};
+pub use runtime::{rewrite_for_cpu, Device, Runtime};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]

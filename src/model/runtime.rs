@@ -171,6 +171,14 @@ impl Runtime {
     }
 }
 
+/// The load-time rewrites of a decluttered model for tract's CPU runtime, before it is
+/// optimised: fused attention, then the int8 products' scaled casts. Returns how many of each.
+pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<(usize, usize)> {
+    let fused = super::fuse::fuse_attention(model)?;
+    let casts = super::dequant::fuse_scaled_casts(model)?;
+    Ok((fused, casts))
+}
+
 /// Makes the optimised model runnable on `device`, or on the CPU with a warning when CUDA is
 /// not usable here.
 fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>, Device)> {
@@ -183,8 +191,7 @@ fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>,
         }
     }
     let mut model = model;
-    let fused = super::fuse::fuse_attention(&mut model)?;
-    let casts = super::dequant::fuse_scaled_casts(&mut model)?;
+    let (fused, casts) = rewrite_for_cpu(&mut model)?;
     tracing::debug!(fused, casts, "attention blocks and scaled casts fused");
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
