@@ -6,7 +6,8 @@
 //! the load, after the runs) of a model folder, on a constant window (`BENCH_INPUT=noise`:
 //! a varied one).
 //! `bench_probe onnx FILE ITERS` — ms per run of any ONNX file whose inputs have fixed
-//! shapes (float32, filled with 0.1), for graph-form experiments.
+//! shapes (float32, filled with 0.1; `BENCH_SHAPE=1,998,128` fixes the first input's shape),
+//! for graph-form experiments and per-op profiles.
 
 use std::time::Instant;
 
@@ -87,10 +88,18 @@ fn main() -> anyhow::Result<()> {
         Some("onnx") => {
             use tract_onnx::prelude::*;
             let iters: usize = args[3].parse()?;
-            let mut model = tract_onnx::onnx()
-                .model_for_path(&args[2])?
-                .into_typed()?
-                .into_decluttered()?;
+            // As the runtime reads models: value_info entries are hints that may clash.
+            let mut inference = tract_onnx::onnx()
+                .with_ignore_value_info(true)
+                .model_for_path(&args[2])?;
+            // `BENCH_SHAPE=1,998,128` fixes the first input's shape (models such as BEATs
+            // take any length).
+            if let Ok(shape) = std::env::var("BENCH_SHAPE") {
+                let dims: Vec<usize> =
+                    shape.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                inference = inference.with_input_fact(0, f32::fact(dims).into())?;
+            }
+            let mut model = inference.into_typed()?.into_decluttered()?;
             // `unfused` as a fourth argument measures tract's own graph.
             let (fused, casts) = if args.get(4).map(String::as_str) == Some("unfused") {
                 (0, 0)

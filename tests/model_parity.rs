@@ -575,3 +575,57 @@ fn cast_then_sum_of_a_large_weight_folds_to_a_constant() {
         assert_eq!(got[[0, j]], want, "column {j}");
     }
 }
+
+/// Integer index arithmetic on constants (BEATs' relative-position buckets: casts to TDim,
+/// Mul, Add on a tokens × tokens grid) folds at load time even where the grid, weighed at the
+/// TDim enum's own size, would be over the folding allowance: it is weighed as the i64 it
+/// holds (vendored tract-core patch).
+#[test]
+fn integer_index_arithmetic_on_constants_folds() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::binary::TypedBinOp;
+    use tract_onnx::tract_core::ops::cast::cast;
+    use tract_onnx::tract_core::ops::math::{Add, Mul};
+    let n = 496usize;
+    let grid: Vec<bool> = (0..n * n).map(|i| i % n > i / n).collect();
+    let mut model = TypedModel::default();
+    let g = model
+        .add_const("grid", Tensor::from_shape(&[n, n], &grid).expect("grid"))
+        .expect("const");
+    let g = model
+        .wire_node("as_dim", cast(TDim::datum_type()), &[g])
+        .expect("cast");
+    let k = model
+        .add_const("k", tensor2(&[[TDim::from(160)]]))
+        .expect("const");
+    let m = model
+        .wire_node("mul", TypedBinOp(Box::new(Mul), None), &[g[0], k])
+        .expect("mul");
+    let one = model
+        .add_const("one", tensor2(&[[TDim::from(1)]]))
+        .expect("const");
+    let a = model
+        .wire_node("add", TypedBinOp(Box::new(Add), None), &[m[0], one])
+        .expect("add");
+    let out = model
+        .wire_node("as_i64", cast(i64::datum_type()), &a)
+        .expect("cast");
+    model.select_output_outlets(&out).expect("outputs");
+    let model = model.into_optimized().expect("optimise");
+    let ops: Vec<String> = model
+        .nodes()
+        .iter()
+        .map(|n| n.op.name().to_string())
+        .collect();
+    assert_eq!(ops, ["Const"], "not folded: {ops:?}");
+    let got = model.nodes()[0]
+        .op_as::<tract_onnx::tract_core::ops::konst::Const>()
+        .expect("const")
+        .val()
+        .clone();
+    let got = got.to_plain_array_view::<i64>().expect("i64");
+    for (r, c) in [(0, 0), (0, 1), (5, 3), (n - 1, n - 1), (3, n - 1)] {
+        let want = if c > r { 161 } else { 1 };
+        assert_eq!(got[[r, c]], want, "({r}, {c})");
+    }
+}
