@@ -21,7 +21,6 @@ use tract_linalg::mmm::{
 use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_linalg::pack::PackedFormat;
 use tract_linalg::BinOp;
-use tract_onnx::prelude::tract_ndarray::{ArrayView3, ArrayViewD, Axis, Ix3};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -36,25 +35,79 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The operand viewed as (head, token, feature), dropping its size-1 axes.
-    fn view<'a>(&self, v: ArrayViewD<'a, f32>) -> TractResult<ArrayView3<'a, f32>> {
+    /// `tensor` seen as (head, token, feature), in place: no copy, whatever its layout.
+    fn operand<'a>(&self, tensor: &'a Tensor) -> TractResult<Operand<'a>> {
         ensure!(
-            v.ndim() == self.rank,
-            "operand rank {} != {}",
-            v.ndim(),
+            tensor.rank() == self.rank && tensor.datum_type() == f32::datum_type(),
+            "attention operand {:?} does not fit rank {} f32",
+            tensor,
             self.rank
         );
-        let mut order: Vec<usize> = self.axes.to_vec();
-        order.extend((0..self.rank).filter(|a| !self.axes.contains(a)));
-        let mut v = v.permuted_axes(order);
-        while v.ndim() > 3 {
-            ensure!(
-                v.shape()[3] == 1,
-                "attention operand has an extra axis of size > 1"
-            );
-            v.index_axis_inplace(Axis(3), 0);
+        ensure!(
+            (0..self.rank).all(|a| self.axes.contains(&a) || tensor.shape()[a] == 1),
+            "attention operand has an extra axis of size > 1"
+        );
+        Ok(Operand {
+            tensor,
+            dims: self.axes.map(|a| tensor.shape()[a]),
+            strides: self.axes.map(|a| tensor.strides()[a]),
+        })
+    }
+}
+
+/// An operand as (head, token, feature) over its tensor: the sizes and element strides of the
+/// three axes. A head axis of size 1 serves every head.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    tensor: &'a Tensor,
+    dims: [usize; 3],
+    strides: [isize; 3],
+}
+
+/// Rows of one head of an operand: where they start and their (token, feature) shape and
+/// strides, for a `TensorView` over the operand's tensor.
+struct Rows {
+    offset_bytes: isize,
+    shape: [usize; 2],
+    strides: [isize; 2],
+}
+
+impl Operand<'_> {
+    /// Tokens `from..from + len` of head `h` (head 0 if the operand has one for all).
+    fn rows(&self, h: usize, from: usize, len: usize) -> Rows {
+        let h = if self.dims[0] == 1 { 0 } else { h };
+        debug_assert!(h < self.dims[0] && from + len <= self.dims[1]);
+        Rows {
+            offset_bytes: (h as isize * self.strides[0] + from as isize * self.strides[1]) * 4,
+            shape: [len, self.dims[2]],
+            strides: [self.strides[1], self.strides[2]],
         }
-        Ok(v.into_dimensionality::<Ix3>()?)
+    }
+
+    /// The view of `rows` (taken from this operand, so inside its tensor).
+    fn view<'v>(&'v self, rows: &'v Rows) -> TensorView<'v> {
+        // SAFETY: `rows` comes from `Operand::rows`, whose head and token range lie inside
+        // this operand's dims, read from the tensor's own shape and strides.
+        unsafe {
+            TensorView::from_bytes(self.tensor, rows.offset_bytes, &rows.shape, &rows.strides)
+        }
+    }
+
+    /// `rows` as a flat view from their first value to their last, for a kernel store given
+    /// its strides apart: tract-linalg bounds a partial tile's reads of an added operand by
+    /// the view's number of values, as if it were dense.
+    fn span<'v>(&'v self, rows: &'v Rows, len: &'v [usize; 1]) -> TensorView<'v> {
+        // SAFETY: as in `view`; `len` is `Rows::span_len`, the values up to the last one.
+        unsafe { TensorView::from_bytes(self.tensor, rows.offset_bytes, len, &[1]) }
+    }
+}
+
+impl Rows {
+    /// Values from the first of these rows to the last (strides are non-negative here).
+    fn span_len(&self) -> [usize; 1] {
+        let last = (self.shape[0].max(1) - 1) as isize * self.strides[0]
+            + (self.shape[1].max(1) - 1) as isize * self.strides[1];
+        [last as usize + 1]
     }
 }
 
@@ -110,74 +163,58 @@ impl EvalOp for FusedAttention {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let q = self.q.view(inputs[0].to_plain_array_view::<f32>()?)?;
-        let k = self.k.view(inputs[1].to_plain_array_view::<f32>()?)?;
-        let v = self.v.view(inputs[2].to_plain_array_view::<f32>()?)?;
+        let q = self.q.operand(&inputs[0])?;
+        let k = self.k.operand(&inputs[1])?;
+        let v = self.v.operand(&inputs[2])?;
         let bias = match (&self.bias, inputs.get(3)) {
-            (Some(layout), Some(b)) => Some(layout.view(b.to_plain_array_view::<f32>()?)?),
+            (Some(layout), Some(b)) => Some(layout.operand(b)?),
             _ => None,
         };
-        let heads = attend(q, k, v, bias, self.scale)?;
-        let mut out = Tensor::zero::<f32>(&self.out_shape)?;
-        {
-            let mut plain = out.try_as_plain_ram_mut()?;
-            let view = plain.to_array_view_mut::<f32>()?;
-            let mut order: Vec<usize> = self.out.axes.to_vec();
-            order.extend((0..self.out.rank).filter(|a| !self.out.axes.contains(a)));
-            let mut view = view.permuted_axes(order);
-            while view.ndim() > 3 {
-                view.index_axis_inplace(Axis(3), 0);
-            }
-            let mut view = view.into_dimensionality::<Ix3>()?;
-            for (h, head) in heads.iter().enumerate() {
-                view.index_axis_mut(Axis(0), h).assign(head);
-            }
-        }
+        // SAFETY: f32 has no invalid bit patterns, and `attend` writes every value: each
+        // head's every query row, all features, and the other axes have size 1.
+        let out = unsafe { Tensor::uninitialized::<f32>(&self.out_shape)? };
+        attend(q, k, v, bias, self.scale, self.out.operand(&out)?)?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
 
-/// softmax(Q·Kᵀ·scale + bias)·V for each head; Q (h, n, d), K and V (h, m, d), bias (h or 1,
-/// n, m). Returns one (n, d) array per head. Heads run in parallel on tract's executor.
+/// softmax(Q·Kᵀ·scale + bias)·V for each head into `out`; Q and `out` (h, n, d), K and V (h,
+/// m, d), bias (h or 1, n, m). Heads run in parallel on tract's executor, each writing its
+/// own rows and features of `out`.
 pub fn attend(
-    q: ArrayView3<f32>,
-    k: ArrayView3<f32>,
-    v: ArrayView3<f32>,
-    bias: Option<ArrayView3<f32>>,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    bias: Option<Operand>,
     scale: f32,
-) -> TractResult<Vec<tract_ndarray::Array2<f32>>> {
-    let (heads, n, d) = q.dim();
-    let (kh, m, kd) = k.dim();
+    out: Operand,
+) -> TractResult<()> {
+    let [heads, n, d] = q.dims;
+    let m = k.dims[1];
     ensure!(
-        kh == heads && kd == d && v.dim() == (heads, m, d),
-        "Q/K/V shapes disagree"
+        k.dims == [heads, m, d] && v.dims == [heads, m, d] && out.dims == q.dims,
+        "Q/K/V/output shapes disagree: {:?} {:?} {:?} {:?}",
+        q.dims,
+        k.dims,
+        v.dims,
+        out.dims
     );
     if let Some(b) = &bias {
         ensure!(
-            (b.dim().0 == heads || b.dim().0 == 1) && b.dim().1 == n && b.dim().2 == m,
+            (b.dims[0] == heads || b.dims[0] == 1) && b.dims[1] == n && b.dims[2] == m,
             "bias shape {:?} does not fit scores ({heads}, {n}, {m})",
-            b.dim()
+            b.dims
         );
     }
     let kernels = Kernels::new(n, m, d)?;
-    let one_head = |h: usize| -> TractResult<tract_ndarray::Array2<f32>> {
-        let bias_h = bias
-            .as_ref()
-            .map(|b| b.index_axis(Axis(0), h.min(b.dim().0 - 1)));
-        kernels.head(
-            q.index_axis(Axis(0), h),
-            k.index_axis(Axis(0), h),
-            v.index_axis(Axis(0), h),
-            bias_h,
-            scale,
-        )
-    };
+    let scale = tensor0(scale);
+    let one_head = |h: usize| kernels.head(h, &q, &k, &v, bias.as_ref(), &scale, &out);
     match current_tract_executor() {
         Executor::MultiThread(pool) if heads > 1 => pool.install(|| {
             use rayon::prelude::*;
-            (0..heads).into_par_iter().map(one_head).collect()
+            (0..heads).into_par_iter().try_for_each(one_head)
         }),
-        _ => (0..heads).map(one_head).collect(),
+        _ => (0..heads).try_for_each(one_head),
     }
 }
 
@@ -185,10 +222,10 @@ pub fn attend(
 /// the kernel's tile height, its "lanes". Q·Kᵀ stores the block's scores straight in the
 /// kernel's packed left-operand layout (key-major, the block's rows side by side), so the
 /// softmax reads and writes whole vectors of lanes, and P·V takes the probabilities as they
-/// are, without a packing pass.
+/// are, without a packing pass. The operands are packed, and the output stored, straight
+/// from and to the op's tensors, in their own layouts.
 struct Kernels {
     m: usize,
-    d: usize,
     mmm: Box<dyn MatMatMul>,
     /// The kernel's left-operand packing: Q blocks, and the probabilities' layout.
     a_fmt: PackedFormat,
@@ -210,30 +247,32 @@ impl Kernels {
         let b_fmt = b.clone();
         Ok(Self {
             m,
-            d,
             mmm,
             a_fmt,
             b_fmt,
         })
     }
 
-    /// One head: Q (n, d), K and V (m, d), bias (n, m).
+    /// Head `h`: scores of Q (n, d) against K (m, d), plus the bias (n, m), softmax, times V
+    /// (m, d), stored in `out` (n, d).
+    #[allow(clippy::too_many_arguments)]
     fn head(
         &self,
-        q: tract_ndarray::ArrayView2<f32>,
-        k: tract_ndarray::ArrayView2<f32>,
-        v: tract_ndarray::ArrayView2<f32>,
-        bias: Option<tract_ndarray::ArrayView2<f32>>,
-        scale: f32,
-    ) -> TractResult<tract_ndarray::Array2<f32>> {
-        let (n, d, m) = (q.dim().0, self.d, self.m);
+        h: usize,
+        q: &Operand,
+        k: &Operand,
+        v: &Operand,
+        bias: Option<&Operand>,
+        scale: &Tensor,
+        out: &Operand,
+    ) -> TractResult<()> {
+        let (n, m) = (q.dims[1], self.m);
         let lanes = self.mmm.mr();
-        let k_t = tensor_of(k.to_owned());
-        let v_t = tensor_of(v.to_owned());
+        let (k_rows, v_rows) = (k.rows(h, 0, m), v.rows(h, 0, m));
         // K as the right operand of Q·Kᵀ: n = key token (axis 0), k = feature (axis 1).
-        let k_packed = self.b_fmt.prepare_one(&k_t, 1, 0)?;
+        let k_packed = self.b_fmt.prepare_one_view(&k.view(&k_rows), 1, 0)?;
         // V as the right operand of P·V: k = key token (axis 0), n = feature (axis 1).
-        let v_packed = self.b_fmt.prepare_one(&v_t, 0, 1)?;
+        let v_packed = self.b_fmt.prepare_one_view(&v.view(&v_rows), 0, 1)?;
         let panel_len = self.a_fmt.single_panel_len(m);
         // SAFETY: f32 has no invalid bit patterns and the buffer is zeroed at once; the kernel
         // may read the panel's padding records, which stay zero.
@@ -245,61 +284,45 @@ impl Kernels {
             mn: lanes.to_dim(),
             k: m,
         });
-        let mut q_block = Tensor::zero::<f32>(&[lanes, d])?;
         let mut inv_sum = Tensor::zero::<f32>(&[lanes])?;
-        let mut out_block = Tensor::zero::<f32>(&[lanes, d])?;
-        // The bias rows of a block, contiguous, for the kernel to add to its tiles.
-        let mut bias_block = match bias {
-            Some(_) => Some(Tensor::zero::<f32>(&[lanes, m])?),
-            None => None,
-        };
-        let mut out = tract_ndarray::Array2::<f32>::zeros((n, d));
         // SAFETY: the scratch space is this kernel's own and serves only its calls below.
         let mut scratch = unsafe { self.mmm.allocate_scratch_space() };
         for r0 in (0..n).step_by(lanes) {
-            let valid = lanes.min(n - r0);
-            {
-                let mut qb = q_block.to_plain_array_view_mut::<f32>()?;
-                qb.fill(0.0);
-                let mut qb = qb.into_dimensionality::<tract_ndarray::Ix2>()?;
-                let src = q.slice(tract_ndarray::s![r0..r0 + valid, ..]);
-                qb.slice_mut(tract_ndarray::s![..valid, ..])
-                    .zip_mut_with(&src, |o, x| *o = x * scale);
-            }
+            // The last block may have fewer rows: both products then run on `rows` rows;
+            // the panel's other rows keep finite values from the block before (or zeros),
+            // whose results are never stored.
+            let rows = lanes.min(n - r0);
+            let q_rows = q.rows(h, r0, rows);
             // The block's rows as the left operand: m = query row (axis 0), k = feature.
-            let q_packed = self.a_fmt.prepare_one(&q_block, 1, 0)?;
-            if let (Some(b), Some(bb)) = (&bias, bias_block.as_mut()) {
-                let mut bv = bb.to_plain_array_view_mut::<f32>()?;
-                let mut bv = bv.view_mut().into_dimensionality::<tract_ndarray::Ix2>()?;
-                if valid < lanes {
-                    bv.fill(0.0);
-                }
-                bv.slice_mut(tract_ndarray::s![..valid, ..])
-                    .assign(&b.slice(tract_ndarray::s![r0..r0 + valid, ..]));
-            }
-            // SAFETY: the product is lanes × d · d × m; row r, column j lands at r + j·lanes,
-            // inside the m·lanes values `probs` has before its padding; the bias block is a
-            // (lanes, m) tensor read at the same (row, column).
+            let q_packed = self.a_fmt.pack_tensor_view(&q.view(&q_rows), 1, 0)?;
+            let bias_rows = bias.map(|b| b.rows(h, r0, rows));
+            // SAFETY: the product is rows × d · d × m; row r, column j lands at r + j·lanes,
+            // inside the m·lanes values `probs` has before its padding; the bias view has
+            // the same (rows, m) shape, at its own strides.
             unsafe {
                 let store = self
                     .mmm
                     .c_from_data_and_strides(4, 1, lanes as isize)
                     .wrap(&probs.view_mut());
-                let product = FusedSpec::AddMatMul {
-                    a: AsInputValue::Borrowed(&*q_packed),
-                    b: AsInputValue::Borrowed(&*k_packed),
-                    packing: 0,
-                };
-                let specs = match &bias_block {
-                    Some(bb) => vec![
-                        product,
-                        FusedSpec::AddUnicast(self.mmm.c_view(Some(0), Some(1)).wrap(&bb.view())),
-                        FusedSpec::Store(store),
-                    ],
-                    None => vec![product, FusedSpec::Store(store)],
-                };
+                let mut specs = vec![
+                    FusedSpec::AddMatMul {
+                        a: AsInputValue::Borrowed(&*q_packed),
+                        b: AsInputValue::Borrowed(&*k_packed),
+                        packing: 0,
+                    },
+                    FusedSpec::BinScalar(scale, BinOp::Mul),
+                ];
+                if let (Some(b), Some(br)) = (bias, &bias_rows) {
+                    let len = br.span_len();
+                    let store = self
+                        .mmm
+                        .c_from_data_and_strides(4, br.strides[0], br.strides[1])
+                        .wrap(&b.span(br, &len));
+                    specs.push(FusedSpec::AddUnicast(store));
+                }
+                specs.push(FusedSpec::Store(store));
                 self.mmm
-                    .run_with_scratch_space(lanes, m, &mut *scratch, &specs)?;
+                    .run_with_scratch_space(rows, m, &mut *scratch, &specs)?;
             }
             {
                 let mut p = probs.try_as_plain_ram_mut()?;
@@ -313,17 +336,19 @@ impl Kernels {
                 k: m,
                 fact: fact.clone(),
             };
+            let out_rows = out.rows(h, r0, rows);
             // SAFETY: `panel` points at `probs`, alive and unchanged during the call, laid out
-            // as one packed left-operand panel of k = m; `out_block` is (lanes, d) and
-            // `inv_sum` has one value per row.
+            // as one packed left-operand panel of k = m; `inv_sum` has one value per lane;
+            // the store covers rows r0..r0 + rows of head h in `out`, which no other head
+            // and no other block writes.
             unsafe {
                 let store = self
                     .mmm
-                    .c_view(Some(0), Some(1))
-                    .wrap(&out_block.view_mut());
+                    .c_from_data_and_strides(4, out_rows.strides[0], out_rows.strides[1])
+                    .wrap(&out.view(&out_rows));
                 self.mmm.run_with_scratch_space(
-                    lanes,
-                    d,
+                    rows,
+                    out.dims[2],
                     &mut *scratch,
                     &[
                         FusedSpec::AddMatMul {
@@ -336,12 +361,8 @@ impl Kernels {
                     ],
                 )?;
             }
-            let ob = out_block.to_plain_array_view::<f32>()?;
-            let ob = ob.into_dimensionality::<tract_ndarray::Ix2>()?;
-            out.slice_mut(tract_ndarray::s![r0..r0 + valid, ..])
-                .assign(&ob.slice(tract_ndarray::s![..valid, ..]));
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -507,10 +528,6 @@ fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
     y * f32::from_bits(n.wrapping_add(127) << 23)
 }
 
-fn tensor_of(a: tract_ndarray::Array2<f32>) -> Tensor {
-    a.into_tensor()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,22 +577,74 @@ mod tests {
             .collect()
     }
 
-    fn check(h: usize, n: usize, m: usize, d: usize, with_bias: bool) {
+    /// `attend` on arrays stored in the order of `perm` (Q, K, V, bias and output alike),
+    /// the bias with one head for all if it has one; returns one (n, d) array per head.
+    fn run(
+        q: &Array3<f32>,
+        k: &Array3<f32>,
+        v: &Array3<f32>,
+        bias: Option<&Array3<f32>>,
+        scale: f32,
+        perm: [usize; 3],
+    ) -> Vec<Array2<f32>> {
+        // Where each of (head, token, feature) sits once stored in `perm` order.
+        let mut axes = [0; 3];
+        for (pos, &a) in perm.iter().enumerate() {
+            axes[a] = pos;
+        }
+        let layout = Layout { axes, rank: 3 };
+        let stored = |a: &Array3<f32>| {
+            a.view()
+                .permuted_axes(perm)
+                .as_standard_layout()
+                .into_owned()
+                .into_tensor()
+        };
+        let (qt, kt, vt) = (stored(q), stored(k), stored(v));
+        let bt = bias.map(stored);
+        let (h, n, d) = q.dim();
+        let out_shape: Vec<usize> = perm.iter().map(|&a| [h, n, d][a]).collect();
+        let out = Tensor::zero::<f32>(&out_shape).expect("output");
+        attend(
+            layout.operand(&qt).expect("q"),
+            layout.operand(&kt).expect("k"),
+            layout.operand(&vt).expect("v"),
+            bt.as_ref().map(|b| layout.operand(b).expect("bias")),
+            scale,
+            layout.operand(&out).expect("out"),
+        )
+        .expect("attention runs");
+        let o = out
+            .to_plain_array_view::<f32>()
+            .expect("f32")
+            .into_dimensionality::<tract_ndarray::Ix3>()
+            .expect("rank 3")
+            .permuted_axes(axes)
+            .to_owned();
+        (0..h)
+            .map(|i| o.index_axis(tract_ndarray::Axis(0), i).to_owned())
+            .collect()
+    }
+
+    fn check_in(h: usize, n: usize, m: usize, d: usize, with_bias: bool, perm: [usize; 3]) {
         let q = pseudo((h, n, d), 1) * 4.0;
         let k = pseudo((h, m, d), 2) * 4.0;
         let v = pseudo((h, m, d), 3);
         let b = pseudo((h, n, m), 4) * 3.0;
         let bias = with_bias.then_some(&b);
-        let got = attend(q.view(), k.view(), v.view(), bias.map(|b| b.view()), 0.125)
-            .expect("attention runs");
+        let got = run(&q, &k, &v, bias, 0.125, perm);
         let want = naive(&q, &k, &v, bias, 0.125);
         for (g, w) in got.iter().zip(&want) {
             let diff = (g - w).iter().fold(0f32, |a, x| a.max(x.abs()));
             assert!(
                 diff < 2e-5,
-                "h{h} n{n} m{m} d{d} bias {with_bias}: max |diff| {diff}"
+                "h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}: max |diff| {diff}"
             );
         }
+    }
+
+    fn check(h: usize, n: usize, m: usize, d: usize, with_bias: bool) {
+        check_in(h, n, m, d, with_bias, [0, 1, 2]);
     }
 
     #[test]
@@ -584,6 +653,36 @@ mod tests {
         for (n, m) in [(5, 5), (95, 97), (96, 96), (97, 40), (250, 250), (300, 17)] {
             check(3, n, m, 16, false);
             check(2, n, m, 64, true);
+        }
+    }
+
+    #[test]
+    fn reads_and_writes_operands_in_their_own_layouts() {
+        // Tokens outermost, heads in the middle, as AST and BEATs store Q, K, V and the
+        // output; and features outermost, where no axis is contiguous but the head.
+        for perm in [[1, 0, 2], [2, 1, 0]] {
+            check_in(3, 37, 29, 16, true, perm);
+            check_in(2, 16, 50, 8, false, perm);
+        }
+    }
+
+    #[test]
+    fn a_bias_with_one_head_serves_every_head() {
+        let (h, n, m, d) = (3, 21, 19, 8);
+        let q = pseudo((h, n, d), 5);
+        let k = pseudo((h, m, d), 6);
+        let v = pseudo((h, m, d), 7);
+        let one = pseudo((1, n, m), 8);
+        let every = tract_ndarray::concatenate(
+            tract_ndarray::Axis(0),
+            &[one.view(), one.view(), one.view()],
+        )
+        .expect("bias");
+        let got = run(&q, &k, &v, Some(&one), 0.3, [0, 1, 2]);
+        let want = naive(&q, &k, &v, Some(&every), 0.3);
+        for (g, w) in got.iter().zip(&want) {
+            let diff = (g - w).iter().fold(0f32, |a, x| a.max(x.abs()));
+            assert!(diff < 2e-5, "max |diff| {diff}");
         }
     }
 
