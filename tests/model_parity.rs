@@ -629,3 +629,33 @@ fn integer_index_arithmetic_on_constants_folds() {
         assert_eq!(got[[r, c]], want, "({r}, {c})");
     }
 }
+
+/// The int8 im2col packing writer (tract-linalg `KOut4Writer`, K four at a time per lane) lays
+/// out slices that cross panel boundaries exactly as value-by-value writes do (vendored
+/// patch: such slices are stored panel by panel instead of through `write`).
+#[test]
+fn int8_packing_of_long_slices_matches_value_by_value_writes() {
+    use tract_linalg::pack::{PackedI8K4, PackingWriter};
+    let fmt = PackedI8K4::new(16);
+    for (k, mn, cut) in [
+        (6, 37, 5),
+        (9, 496, 496),
+        (4, 16, 7),
+        (5, 33, 1),
+        (3, 20, 40),
+    ] {
+        let src: Vec<i8> = (0..k * mn).map(|i| (i * 31 % 251) as u8 as i8).collect();
+        let len = fmt.len(k, mn);
+        let (mut a, mut b) = (vec![0i8; len], vec![0i8; len]);
+        let mut w = fmt.write_with_k_outer(a.as_mut_ptr(), k, mn);
+        for &x in &src {
+            w.write(x);
+        }
+        // The same values in slices of `cut`, crossing rows and panels.
+        let mut w = fmt.write_with_k_outer(b.as_mut_ptr(), k, mn);
+        for chunk in src.chunks(cut) {
+            w.write_slice(chunk);
+        }
+        assert_eq!(a, b, "k {k} mn {mn} slices of {cut}");
+    }
+}

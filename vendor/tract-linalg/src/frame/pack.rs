@@ -1184,27 +1184,32 @@ where
 
     #[inline]
     fn write_slice(&mut self, ts: &[T]) {
-        let n = ts.len();
-        if n == 0 {
-            return;
-        }
-        let pw = self.panel_width();
-        if self.local_mn + n <= pw {
-            // Whole slice stays inside the current (panel, k): tight stride-4 store.
+        // soundsentry patch: a slice longer than the rest of the current panel (the im2col
+        // rows of a 1-D convolution: one row per kernel tap, as long as the output) went
+        // element by element through `write`'s bookkeeping, ~1.3 ns a byte: 64 ms of
+        // BEATs' int8 positional convolution. Now each panel's part is one tight stride-4
+        // store, then `advance` moves to the next panel exactly as `write` does.
+        let mut ts = ts;
+        while !ts.is_empty() {
+            let take = (self.panel_width() - self.local_mn).min(ts.len());
+            if take == 0 {
+                // An empty last panel (mn = 0): the per-element path, as before.
+                for &t in ts {
+                    self.write(t);
+                }
+                return;
+            }
             unsafe {
                 let mut d = self.base.add(
                     self.panel * self.panel_len + self.kb * self.r4 + self.local_mn * 4 + self.kr,
                 );
-                for &t in ts {
+                for &t in &ts[..take] {
                     *d = t;
                     d = d.add(4);
                 }
             }
-            self.advance(n);
-        } else {
-            for &t in ts {
-                self.write(t);
-            }
+            self.advance(take);
+            ts = &ts[take..];
         }
     }
 }
