@@ -557,6 +557,18 @@ fn cast_then_sum_of_a_large_weight_folds_to_a_constant() {
         .wire_node("sum", Reduce::new(tvec!(0), Reducer::Sum), &c)
         .expect("sum");
     model.select_output_outlets(&s).expect("outputs");
+    let got = folded_to_one_constant(model);
+    let got = got.to_plain_array_view::<i32>().expect("i32");
+    for j in [0, 1, n / 2, n - 1] {
+        let want: i32 = (0..k).map(|i| w[i * n + j] as i32).sum();
+        assert_eq!(got[[0, j]], want, "column {j}");
+    }
+}
+
+/// The one constant an optimised model of constants folds to; fails if anything else is left.
+fn folded_to_one_constant(
+    model: tract_onnx::prelude::TypedModel,
+) -> std::sync::Arc<tract_onnx::prelude::Tensor> {
     let model = model.into_optimized().expect("optimise");
     let ops: Vec<String> = model
         .nodes()
@@ -564,16 +576,11 @@ fn cast_then_sum_of_a_large_weight_folds_to_a_constant() {
         .map(|n| n.op.name().to_string())
         .collect();
     assert_eq!(ops, ["Const"], "not folded: {ops:?}");
-    let got = model.nodes()[0]
+    model.nodes()[0]
         .op_as::<tract_onnx::tract_core::ops::konst::Const>()
         .expect("const")
         .val()
-        .clone();
-    let got = got.to_plain_array_view::<i32>().expect("i32");
-    for j in [0, 1, n / 2, n - 1] {
-        let want: i32 = (0..k).map(|i| w[i * n + j] as i32).sum();
-        assert_eq!(got[[0, j]], want, "column {j}");
-    }
+        .clone()
 }
 
 /// Integer index arithmetic on constants (BEATs' relative-position buckets: casts to TDim,
@@ -611,18 +618,7 @@ fn integer_index_arithmetic_on_constants_folds() {
         .wire_node("as_i64", cast(i64::datum_type()), &a)
         .expect("cast");
     model.select_output_outlets(&out).expect("outputs");
-    let model = model.into_optimized().expect("optimise");
-    let ops: Vec<String> = model
-        .nodes()
-        .iter()
-        .map(|n| n.op.name().to_string())
-        .collect();
-    assert_eq!(ops, ["Const"], "not folded: {ops:?}");
-    let got = model.nodes()[0]
-        .op_as::<tract_onnx::tract_core::ops::konst::Const>()
-        .expect("const")
-        .val()
-        .clone();
+    let got = folded_to_one_constant(model);
     let got = got.to_plain_array_view::<i64>().expect("i64");
     for (r, c) in [(0, 0), (0, 1), (5, 3), (n - 1, n - 1), (3, n - 1)] {
         let want = if c > r { 161 } else { 1 };
