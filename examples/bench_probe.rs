@@ -89,9 +89,11 @@ fn main() -> anyhow::Result<()> {
             use tract_onnx::prelude::*;
             let iters: usize = args[3].parse()?;
             // As the runtime reads models: value_info entries are hints that may clash.
-            let mut inference = tract_onnx::onnx()
-                .with_ignore_value_info(true)
-                .model_for_path(&args[2])?;
+            let lp = soundsentry::memory::LoadPhase::start();
+            let mut inference = soundsentry::model::read_onnx(
+                &tract_onnx::onnx().with_ignore_value_info(true),
+                std::path::Path::new(&args[2]),
+            )?;
             // `BENCH_SHAPE=1,998,128` fixes the first input's shape (models such as BEATs
             // take any length).
             if let Ok(shape) = std::env::var("BENCH_SHAPE") {
@@ -101,13 +103,14 @@ fn main() -> anyhow::Result<()> {
             }
             let mut model = inference.into_typed()?.into_decluttered()?;
             // `unfused` as a fourth argument measures tract's own graph.
-            let (fused, casts) = if args.get(4).map(String::as_str) == Some("unfused") {
-                (0, 0)
+            let done = if args.get(4).map(String::as_str) == Some("unfused") {
+                soundsentry::model::Rewrites::default()
             } else {
                 soundsentry::model::rewrite_for_cpu(&mut model)?
             };
-            eprintln!("fused attention blocks: {fused}, scaled casts: {casts}");
+            eprintln!("load-time rewrites: {done:?}");
             let plan = model.into_optimized()?.into_runnable()?;
+            drop(lp);
             let inputs: TVec<TValue> = plan
                 .model()
                 .input_outlets()?
@@ -186,6 +189,20 @@ fn profile(
         };
         if live > peak.0 {
             peak = (live, format!("{} ({})", node.name, node.op().name()));
+        }
+        if std::env::var("BENCH_MEMTRACE").is_ok() {
+            #[allow(unsafe_code)]
+            let i = unsafe { libc::mallinfo2() };
+            eprintln!(
+                "MEM live {:.1} free {:.1} mmap {:.1} rss {:.1} anon {:.1} hwm {:.1} {}",
+                live,
+                i.fordblks as f64 / 1048576.0,
+                i.hblkhd as f64 / 1048576.0,
+                status_mb("VmRSS:"),
+                status_mb("RssAnon:"),
+                status_mb("VmHWM:"),
+                node.name
+            );
         }
         if let Some(pat) = &nodes {
             if node.name.contains(pat.as_str()) {

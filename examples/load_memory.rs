@@ -56,7 +56,7 @@ fn main() -> TractResult<()> {
     let mut model = model.into_decluttered()?;
     stage("decluttered");
     soundsentry::model::rewrite_for_cpu(&mut model)?;
-    stage("rewritten (attention, scaled casts)");
+    stage("rewritten (attention, scaled casts, conv groups)");
     let _model = model.into_optimized()?;
     stage("optimised");
     Ok(())

@@ -3,6 +3,7 @@
 mod attention;
 mod dequant;
 mod fuse;
+mod groups;
 mod input;
 mod labels;
 mod load;
@@ -17,7 +18,7 @@ pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
-pub use runtime::{rewrite_for_cpu, Device, Runtime};
+pub use runtime::{rewrite_for_cpu, Device, Rewrites, Runtime};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]

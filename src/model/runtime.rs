@@ -171,12 +171,26 @@ impl Runtime {
     }
 }
 
+/// How many places of a model each load-time rewrite changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrites {
+    /// Attention blocks fused into one op.
+    pub attention: usize,
+    /// int8 products' i32 → f32 casts and scales fused.
+    pub scaled_casts: usize,
+    /// Grouped int8 convolutions split into one per group.
+    pub split_convs: usize,
+}
+
 /// The load-time rewrites of a decluttered model for tract's CPU runtime, before it is
-/// optimised: fused attention, then the int8 products' scaled casts. Returns how many of each.
-pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<(usize, usize)> {
-    let fused = super::fuse::fuse_attention(model)?;
-    let casts = super::dequant::fuse_scaled_casts(model)?;
-    Ok((fused, casts))
+/// optimised: fused attention, the int8 products' scaled casts, large grouped int8
+/// convolutions split per group.
+pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<Rewrites> {
+    Ok(Rewrites {
+        attention: super::fuse::fuse_attention(model)?,
+        scaled_casts: super::dequant::fuse_scaled_casts(model)?,
+        split_convs: super::groups::split_grouped_convs(model)?,
+    })
 }
 
 /// Makes the optimised model runnable on `device`, or on the CPU with a warning when CUDA is
@@ -191,8 +205,8 @@ fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>,
         }
     }
     let mut model = model;
-    let (fused, casts) = rewrite_for_cpu(&mut model)?;
-    tracing::debug!(fused, casts, "attention blocks and scaled casts fused");
+    let done = rewrite_for_cpu(&mut model)?;
+    tracing::debug!(?done, "load-time rewrites");
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
         Device::Cpu,
