@@ -7,7 +7,10 @@
 //! a varied one).
 //! `bench_probe onnx FILE ITERS` — ms per run of any ONNX file whose inputs have fixed
 //! shapes (float32, filled with 0.1; `BENCH_SHAPE=1,998,128` fixes the first input's shape),
-//! for graph-form experiments and per-op profiles.
+//! for graph-form experiments and per-op profiles. It reads the file and optimises as the
+//! runtime does; `BENCH_PROFILE=1` prints the time per op kind, `BENCH_PROFILE_NODES=PAT`
+//! per matching node, `BENCH_MEMTRACE=1` (with the profile) the live heap, the free heap and
+//! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes.
 
 use std::time::Instant;
 

@@ -123,6 +123,11 @@ pub struct FusedAttention {
     /// Additive bias on the scores (head, query, key), broadcast over heads if its head axis
     /// has size 1; a fourth input when present.
     pub bias: Option<Layout>,
+    /// A gate on the bias (head, query, key of size 1): the scores get gate × bias (BEATs'
+    /// gated relative-position bias); a fifth input when present, with a bias. The product
+    /// is added block by block, never stored whole; a bias whose query axis is contiguous
+    /// (key-major) is read a vector at a time.
+    pub gate: Option<Layout>,
     /// Output layout (head, query token, feature).
     pub out: Layout,
     /// Output shape.
@@ -140,9 +145,10 @@ impl Op for FusedAttention {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "scale={} bias={}",
+            "scale={} bias={} gated={}",
             self.scale,
-            self.bias.is_some()
+            self.bias.is_some(),
+            self.gate.is_some()
         )])
     }
 
@@ -151,7 +157,11 @@ impl Op for FusedAttention {
 
 impl TypedOp for FusedAttention {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 3 + self.bias.is_some() as usize);
+        ensure!(
+            self.gate.is_none() || self.bias.is_some(),
+            "a gate without a bias"
+        );
+        ensure!(inputs.len() == 3 + self.bias.is_some() as usize + self.gate.is_some() as usize);
         ensure!(inputs.iter().all(|f| f.datum_type == f32::datum_type()));
         Ok(tvec!(f32::fact(&*self.out_shape)))
     }
@@ -170,22 +180,27 @@ impl EvalOp for FusedAttention {
             (Some(layout), Some(b)) => Some(layout.operand(b)?),
             _ => None,
         };
+        let gate = match (&self.gate, inputs.get(4)) {
+            (Some(layout), Some(g)) => Some(layout.operand(g)?),
+            _ => None,
+        };
         // SAFETY: f32 has no invalid bit patterns, and `attend` writes every value: each
         // head's every query row, all features, and the other axes have size 1.
         let out = unsafe { Tensor::uninitialized::<f32>(&self.out_shape)? };
-        attend(q, k, v, bias, self.scale, self.out.operand(&out)?)?;
+        attend(q, k, v, bias, gate, self.scale, self.out.operand(&out)?)?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
 
-/// softmax(Q·Kᵀ·scale + bias)·V for each head into `out`; Q and `out` (h, n, d), K and V (h,
-/// m, d), bias (h or 1, n, m). Heads run in parallel on tract's executor, each writing its
-/// own rows and features of `out`.
+/// softmax(Q·Kᵀ·scale + [gate ×] bias)·V for each head into `out`; Q and `out` (h, n, d), K
+/// and V (h, m, d), bias (h or 1, n, m), gate (h or 1, n, 1). Heads run in parallel on
+/// tract's executor, each writing its own rows and features of `out`.
 pub fn attend(
     q: Operand,
     k: Operand,
     v: Operand,
     bias: Option<Operand>,
+    gate: Option<Operand>,
     scale: f32,
     out: Operand,
 ) -> TractResult<()> {
@@ -206,6 +221,19 @@ pub fn attend(
             b.dims
         );
     }
+    if let Some(g) = &gate {
+        ensure!(bias.is_some(), "a gate without a bias");
+        ensure!(
+            (g.dims[0] == heads || g.dims[0] == 1) && g.dims[1] == n && g.dims[2] == 1,
+            "gate shape {:?} does not fit scores ({heads}, {n}, 1)",
+            g.dims
+        );
+    }
+    let bias = match (bias, gate) {
+        (Some(b), Some(g)) => Some(Bias::Gated(b.plain()?, g.plain()?)),
+        (Some(b), None) => Some(Bias::Added(b)),
+        _ => None,
+    };
     let kernels = Kernels::new(n, m, d)?;
     let scale = tensor0(scale);
     let one_head = |h: usize| kernels.head(h, &q, &k, &v, bias.as_ref(), &scale, &out);
@@ -215,6 +243,72 @@ pub fn attend(
             (0..heads).into_par_iter().try_for_each(one_head)
         }),
         _ => (0..heads).try_for_each(one_head),
+    }
+}
+
+/// The bias of the scores as the kernels take it.
+enum Bias<'a> {
+    /// Added by the kernel as it stores the scores.
+    Added(Operand<'a>),
+    /// gate × bias, added to each block of scores before the softmax (`add_gated_bias`).
+    Gated(Plain<'a>, Plain<'a>),
+}
+
+/// An operand's values as a slice, with its (head, token, feature) sizes and strides.
+struct Plain<'a> {
+    values: &'a [f32],
+    dims: [usize; 3],
+    strides: [usize; 3],
+}
+
+impl<'a> Operand<'a> {
+    /// The operand's values as a slice (its tensor is plain memory, its strides positive).
+    fn plain(&self) -> TractResult<Plain<'a>> {
+        ensure!(
+            self.strides.iter().all(|&s| s >= 0),
+            "negative strides in an attention operand"
+        );
+        let values = self.tensor.try_as_plain_ram()?.as_slice::<f32>()?;
+        Ok(Plain {
+            values,
+            dims: self.dims,
+            strides: self.strides.map(|s| s as usize),
+        })
+    }
+}
+
+/// Adds gate(h, r0 + r) × bias(h, r0 + r, j) to the block's score of row r and key j, stored
+/// at `p[j·lanes + r]`, for the block's `rows` rows: the product rounded, then the sum, as
+/// the graph's Mul then Add. A bias whose query axis is contiguous is read a vector of rows
+/// at a time.
+fn add_gated_bias(
+    p: &mut [f32],
+    lanes: usize,
+    bias: &Plain,
+    gate: &Plain,
+    h: usize,
+    r0: usize,
+    rows: usize,
+) {
+    let head = |x: &Plain| if x.dims[0] == 1 { 0 } else { h * x.strides[0] };
+    let g0 = head(gate) + r0 * gate.strides[1];
+    let g: Vec<f32> = (0..rows)
+        .map(|r| gate.values[g0 + r * gate.strides[1]])
+        .collect();
+    let b0 = head(bias) + r0 * bias.strides[1];
+    let [_, sq, sk] = bias.strides;
+    for (j, block) in p.chunks_exact_mut(lanes).enumerate() {
+        let at = b0 + j * sk;
+        if sq == 1 {
+            let b = &bias.values[at..at + rows];
+            for ((s, b), g) in block[..rows].iter_mut().zip(b).zip(&g) {
+                *s += g * b;
+            }
+        } else {
+            for (r, (s, g)) in block[..rows].iter_mut().zip(&g).enumerate() {
+                *s += g * bias.values[at + r * sq];
+            }
+        }
     }
 }
 
@@ -262,7 +356,7 @@ impl Kernels {
         q: &Operand,
         k: &Operand,
         v: &Operand,
-        bias: Option<&Operand>,
+        bias: Option<&Bias>,
         scale: &Tensor,
         out: &Operand,
     ) -> TractResult<()> {
@@ -295,7 +389,10 @@ impl Kernels {
             let q_rows = q.rows(h, r0, rows);
             // The block's rows as the left operand: m = query row (axis 0), k = feature.
             let q_packed = self.a_fmt.pack_tensor_view(&q.view(&q_rows), 1, 0)?;
-            let bias_rows = bias.map(|b| b.rows(h, r0, rows));
+            let added = match bias {
+                Some(Bias::Added(b)) => Some((b, b.rows(h, r0, rows))),
+                _ => None,
+            };
             // SAFETY: the product is rows × d · d × m; row r, column j lands at r + j·lanes,
             // inside the m·lanes values `probs` has before its padding; the bias view has
             // the same (rows, m) shape, at its own strides.
@@ -312,7 +409,7 @@ impl Kernels {
                     },
                     FusedSpec::BinScalar(scale, BinOp::Mul),
                 ];
-                if let (Some(b), Some(br)) = (bias, &bias_rows) {
+                if let Some((b, br)) = &added {
                     let len = br.span_len();
                     let store = self
                         .mmm
@@ -327,6 +424,9 @@ impl Kernels {
             {
                 let mut p = probs.try_as_plain_ram_mut()?;
                 let p = &mut p.as_slice_mut::<f32>()?[..m * lanes];
+                if let Some(Bias::Gated(b, g)) = bias {
+                    add_gated_bias(p, lanes, b, g, h, r0, rows);
+                }
                 let mut inv = inv_sum.try_as_plain_ram_mut()?;
                 softmax_lanes(p, lanes, inv.as_slice_mut::<f32>()?)?;
             }
@@ -610,6 +710,7 @@ mod tests {
             layout.operand(&kt).expect("k"),
             layout.operand(&vt).expect("v"),
             bt.as_ref().map(|b| layout.operand(b).expect("bias")),
+            None,
             scale,
             layout.operand(&out).expect("out"),
         )
@@ -731,5 +832,74 @@ mod tests {
     fn runs_heads_on_a_thread_pool_with_the_same_result() {
         let pool = Executor::multithread(2);
         tract_linalg::multithread::multithread_tract_scope(pool, || check(4, 130, 130, 32, true));
+    }
+
+    /// gate × bias, the bias stored key-major (the vector path) or query-major, the gate per
+    /// head or one for all heads, against the plain implementation given the product.
+    #[test]
+    fn a_gated_bias_adds_the_gate_times_the_bias() {
+        let (h, n, m, d) = (3, 37, 29, 16);
+        let q = pseudo((h, n, d), 11) * 4.0;
+        let k = pseudo((h, m, d), 12) * 4.0;
+        let v = pseudo((h, m, d), 13);
+        let b = pseudo((h, n, m), 14) * 3.0;
+        let (qt, kt, vt) = (
+            q.clone().into_tensor(),
+            k.clone().into_tensor(),
+            v.clone().into_tensor(),
+        );
+        let plain = Layout {
+            axes: [0, 1, 2],
+            rank: 3,
+        };
+        for gate_heads in [h, 1] {
+            let g = pseudo((gate_heads, n, 1), 15) + 1.5;
+            let product = tract_ndarray::Array3::from_shape_fn((h, n, m), |(hh, i, j)| {
+                g[(hh % gate_heads, i, 0)] * b[(hh, i, j)]
+            });
+            let want = naive(&q, &k, &v, Some(&product), 0.125);
+            let gt = g.clone().into_tensor();
+            // (head, query, key) stored as (head, key, query): the query axis contiguous.
+            let key_major = b
+                .view()
+                .permuted_axes([0, 2, 1])
+                .as_standard_layout()
+                .into_owned()
+                .into_tensor();
+            let query_major = b.clone().into_tensor();
+            let layouts = [
+                (
+                    &key_major,
+                    Layout {
+                        axes: [0, 2, 1],
+                        rank: 3,
+                    },
+                ),
+                (&query_major, plain.clone()),
+            ];
+            for (bt, bias_layout) in layouts {
+                let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
+                attend(
+                    plain.operand(&qt).expect("q"),
+                    plain.operand(&kt).expect("k"),
+                    plain.operand(&vt).expect("v"),
+                    Some(bias_layout.operand(bt).expect("bias")),
+                    Some(plain.operand(&gt).expect("gate")),
+                    0.125,
+                    plain.operand(&out).expect("out"),
+                )
+                .expect("attention runs");
+                let o = out.to_plain_array_view::<f32>().expect("f32");
+                for (hh, w) in want.iter().enumerate() {
+                    let got = o.index_axis(tract_ndarray::Axis(0), hh);
+                    let diff = (&got - w).iter().fold(0f32, |a, x| a.max(x.abs()));
+                    assert!(
+                        diff < 2e-5,
+                        "gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
+                        bias_layout.axes
+                    );
+                }
+            }
+        }
     }
 }

@@ -8,10 +8,17 @@
 //! EinSum(Q, K) → [Sub(·, ReduceMax(·))] → [Mul/Div by a scalar] → [Add(bias)] → Softmax → EinSum(·, V)
 //! ```
 //!
-//! The row-max subtraction (BEATs) is dropped: softmax is invariant to a per-row shift. Any
-//! other shape of graph is left as it is, so a model this does not recognise still runs.
+//! The row-max subtraction (BEATs) is dropped: softmax is invariant to a per-row shift. A bias
+//! that is a constant times a per-query gate (BEATs' gated relative-position bias: one
+//! heads × tokens × tokens table for every layer, times each layer's gate) goes into the op as
+//! the two factors, the table computed once at load and stored key-major, so the product is
+//! never stored whole. Any other shape of graph is left as it is, so a model this does not
+//! recognise still runs.
+
+use std::collections::HashMap;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
@@ -27,9 +34,11 @@ pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
         .map(|n| n.id)
         .collect();
     let mut fused = 0;
+    // Gated biases' tables, computed and stored key-major once for every layer that reads them.
+    let mut tables = HashMap::new();
     for id in softmaxes {
         if let Some(found) = Match::find(model, id) {
-            found.apply(model)?;
+            found.apply(model, &mut tables)?;
             fused += 1;
         }
     }
@@ -45,6 +54,8 @@ struct Match {
     k: OutletId,
     v: OutletId,
     bias: Option<OutletId>,
+    /// A gated bias: the constant table and the gate whose product is `bias`.
+    gated: Option<(OutletId, OutletId)>,
     op: FusedAttention,
     output: OutletId,
     name: String,
@@ -235,15 +246,32 @@ impl Match {
             }
         }
         let (h, i, j, d) = (h?, i?, j?, d?);
+        // Whether `outlet` is (head or one, queries, keys or one if `one_key`), ones elsewhere.
+        let fits = |outlet: OutletId, one_key: bool| {
+            shape(model, outlet).is_some_and(|bs| {
+                bs.len() == scores_shape.len()
+                    && bs.iter().enumerate().all(|(ax, &n)| match ax {
+                        _ if ax == j && one_key => n == 1,
+                        _ if ax == i || ax == j => n == scores_shape[ax],
+                        _ if ax == h => n == 1 || n == scores_shape[ax],
+                        _ => n == 1,
+                    })
+            })
+        };
+        if bias.is_some_and(|b| !fits(b, false)) {
+            return None;
+        }
+        let mut gated = None;
         if let Some(b) = bias {
-            let bs = shape(model, b)?;
-            let fits = bs.iter().enumerate().all(|(ax, &n)| match ax {
-                _ if ax == i || ax == j => n == scores_shape[ax],
-                _ if ax == h => n == 1 || n == scores_shape[ax],
-                _ => n == 1,
-            });
-            if !fits {
-                return None;
+            let mul = model.node(b.node);
+            if bin_name(model, b.node).as_deref() == Some("Mul") && sole_reader(model, b).is_some()
+            {
+                gated = [(0, 1), (1, 0)]
+                    .map(|(t, g)| (mul.inputs[t], mul.inputs[g]))
+                    .into_iter()
+                    .find(|&(table, g)| {
+                        fits(table, false) && fits(g, true) && is_constant(model, table, 4)
+                    });
             }
         }
         let (q_slot, k_slot) = (q_slot?, k_slot?);
@@ -303,7 +331,9 @@ impl Match {
             q: layout(q_axes, in_shapes[q_slot].len()),
             k: layout(k_axes, in_shapes[k_slot].len()),
             v: layout(v_axes, v_shape.len()),
+            // As the graph has it; `apply` makes a gated bias two inputs.
             bias: bias.map(|_| layout([h, i, j], scores_shape.len())),
+            gate: None,
             out: layout(out_axes, out_shape.len()),
             out_shape: out_shape.into(),
             scale,
@@ -313,6 +343,7 @@ impl Match {
             k: qk_node.inputs[k_slot],
             v: pv_node.inputs[v_slot],
             bias,
+            gated,
             op,
             output: OutletId::new(pv_id, 0),
             name: pv_node.name.clone(),
@@ -335,18 +366,96 @@ impl Match {
         model.node(at.node).op_is::<EinSum>()
     }
 
-    fn apply(self, model: &mut TypedModel) -> TractResult<()> {
-        let mut patch = TypedModelPatch::new("fused attention");
-        let mut inputs = vec![
-            patch.tap_model(model, self.q)?,
-            patch.tap_model(model, self.k)?,
-            patch.tap_model(model, self.v)?,
-        ];
-        if let Some(b) = self.bias {
-            inputs.push(patch.tap_model(model, b)?);
+    /// Puts the op in place; a gated bias whose table cannot be computed here is taken as the
+    /// graph's product instead.
+    fn apply(
+        mut self,
+        model: &mut TypedModel,
+        tables: &mut HashMap<OutletId, Option<OutletId>>,
+    ) -> TractResult<()> {
+        let mut inputs = vec![self.q, self.k, self.v];
+        inputs.extend(self.bias);
+        if let (Some((table, gate)), Some(layout)) = (self.gated, self.op.bias.clone()) {
+            let stored = match tables.get(&table) {
+                Some(&stored) => stored,
+                None => {
+                    let value = evaluate(model, table, 4).and_then(|t| key_major(&t, layout.axes));
+                    let name = format!("{}.key_major", model.node(table.node).name);
+                    let stored = value.ok().map(|v| model.add_const(name, v)).transpose()?;
+                    tables.insert(table, stored);
+                    stored
+                }
+            };
+            if let Some(stored) = stored {
+                inputs[3] = stored;
+                inputs.push(gate);
+                // The table is stored (head, key, query), see `key_major`; the gate is
+                // (head, query, one) at the scores' axes.
+                self.op.bias = Some(Layout {
+                    axes: [0, 2, 1],
+                    rank: 3,
+                });
+                self.op.gate = Some(layout);
+            }
         }
+        let mut patch = TypedModelPatch::new("fused attention");
+        let inputs = inputs
+            .into_iter()
+            .map(|i| patch.tap_model(model, i))
+            .collect::<TractResult<Vec<_>>>()?;
         let out = patch.wire_node(format!("{}.fused_attention", self.name), self.op, &inputs)?[0];
         patch.shunt_outside(model, self.output, out)?;
         patch.apply(model)
     }
+}
+
+/// Whether `outlet` is a constant or computed from constants alone within `depth` steps.
+fn is_constant(model: &TypedModel, outlet: OutletId, depth: usize) -> bool {
+    let Ok(fact) = model.outlet_fact(outlet) else {
+        return false;
+    };
+    if fact.konst.is_some() {
+        return true;
+    }
+    let node = model.node(outlet.node);
+    depth > 0
+        && !node.inputs.is_empty()
+        && node
+            .inputs
+            .iter()
+            .all(|i| is_constant(model, *i, depth - 1))
+}
+
+/// The value of an outlet that `is_constant`, computed here.
+fn evaluate(model: &TypedModel, outlet: OutletId, depth: usize) -> TractResult<Tensor> {
+    let fact = model.outlet_fact(outlet)?;
+    if let Some(k) = &fact.konst {
+        return Ok(k.as_ref().clone());
+    }
+    ensure!(depth > 0, "not a constant within reach");
+    let node = model.node(outlet.node);
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|i| Ok(evaluate(model, *i, depth - 1)?.into_tvalue()))
+        .collect::<TractResult<TVec<_>>>()?;
+    let mut out = node
+        .op
+        .eval_out_of_plan(inputs)?
+        .with_context(|| format!("{} cannot be computed out of a plan", node.name))?;
+    ensure!(outlet.slot < out.len());
+    Ok(out.swap_remove(outlet.slot).into_tensor())
+}
+
+/// A (head, query, key) table — at axes `[h, i, j]` of a tensor whose other axes have size
+/// one — as a contiguous (head, key, query) tensor: the op reads it a vector of queries at a
+/// time.
+fn key_major(table: &Tensor, [h, i, j]: [usize; 3]) -> TractResult<Tensor> {
+    let view = table.to_plain_array_view::<f32>()?;
+    let (heads, queries, keys) = (view.shape()[h], view.shape()[i], view.shape()[j]);
+    let mut perm: Vec<usize> = vec![h, j, i];
+    perm.extend((0..view.ndim()).filter(|a| ![h, i, j].contains(a)));
+    let moved = view.permuted_axes(perm);
+    let values: Vec<f32> = moved.iter().copied().collect();
+    Tensor::from_shape(&[heads, keys, queries], &values)
 }
