@@ -195,6 +195,7 @@ fn profile(
         }
         if std::env::var("BENCH_MEMTRACE").is_ok() {
             #[allow(unsafe_code)]
+            // SAFETY: as above, mallinfo2 only reads the allocator's counters.
             let i = unsafe { libc::mallinfo2() };
             eprintln!(
                 "MEM live {:.1} free {:.1} mmap {:.1} rss {:.1} anon {:.1} hwm {:.1} {}",

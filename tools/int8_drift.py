@@ -8,10 +8,16 @@ computes the daemon's features (train_default.features), runs both ONNX files wi
 onnxruntime (tract matches onnxruntime within 1e-6 on these graphs, tests/model_parity.rs)
 and prints the largest and the 99th-percentile |difference| of sigmoid scores over all
 clips and labels, and whether the 0.5 decisions agree.
+
+With --requantize, the int8 argument is ignored and the fp32 model is quantised here first
+(onnxruntime `quantize_dynamic`, as the export tools do), optionally per channel or with the
+MatMul/Conv nodes whose names contain an --exclude string left in fp32: the variants that
+BENCHMARKS.md compares.
 """
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,9 @@ import train_default as td
 
 
 def scores(folder, x):
-    sess = ort.InferenceSession(str(Path(folder) / "model.onnx"), providers=["CPUExecutionProvider"])
+    path = Path(folder)
+    path = path if path.suffix == ".onnx" else path / "model.onnx"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = np.concatenate([sess.run(None, {"features": x[i:i + 1]})[0] for i in range(len(x))])
     return 1 / (1 + np.exp(-out))
 
@@ -32,9 +40,24 @@ def main():
     p.add_argument("int8")
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--count", type=int, default=500)
+    p.add_argument("--requantize", action="store_true")
+    p.add_argument("--per-channel", action="store_true")
+    p.add_argument("--exclude", action="append", default=[])
     args = p.parse_args()
     x, _ = td.dataset(args.seed, args.count)
-    a, b = scores(args.fp32, x), scores(args.int8, x)
+    int8 = args.int8
+    if args.requantize:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        fp32 = Path(args.fp32) / "model.onnx"
+        names = [n.name for n in onnx.load(str(fp32)).graph.node
+                 if n.op_type in ("MatMul", "Conv", "Gemm")]
+        excluded = [n for n in names if any(e in n for e in args.exclude)]
+        int8 = Path(tempfile.mkdtemp()) / "model.onnx"
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
+                         per_channel=args.per_channel, nodes_to_exclude=excluded,
+                         extra_options={"MatMulConstBOnly": True})
+    a, b = scores(args.fp32, x), scores(int8, x)
     d = np.abs(a - b)
     res = {"clips": args.count, "max_abs_diff": float(d.max()),
            "p99_abs_diff": float(np.quantile(d, 0.99)),
