@@ -278,34 +278,36 @@ impl<'a> Operand<'a> {
 }
 
 /// Adds gate(h, r0 + r) × bias(h, r0 + r, j) to the block's score of row r and key j, stored
-/// at `p[j·lanes + r]`, for the block's `rows` rows: the product rounded, then the sum, as
-/// the graph's Mul then Add. A bias whose query axis is contiguous is read a vector of rows
-/// at a time.
+/// at `p[j·lanes + r]`, for the block's `rows` rows (`g`, `lanes` long, holds the gates):
+/// the product rounded, then the sum, as the graph's Mul then Add. A bias whose query axis
+/// is contiguous is read a vector of rows at a time.
 fn add_gated_bias(
     p: &mut [f32],
-    lanes: usize,
+    g: &mut [f32],
     bias: &Plain,
     gate: &Plain,
     h: usize,
     r0: usize,
     rows: usize,
 ) {
+    let lanes = g.len();
     let head = |x: &Plain| if x.dims[0] == 1 { 0 } else { h * x.strides[0] };
     let g0 = head(gate) + r0 * gate.strides[1];
-    let g: Vec<f32> = (0..rows)
-        .map(|r| gate.values[g0 + r * gate.strides[1]])
-        .collect();
+    let g = &mut g[..rows];
+    for (r, g) in g.iter_mut().enumerate() {
+        *g = gate.values[g0 + r * gate.strides[1]];
+    }
     let b0 = head(bias) + r0 * bias.strides[1];
     let [_, sq, sk] = bias.strides;
     for (j, block) in p.chunks_exact_mut(lanes).enumerate() {
         let at = b0 + j * sk;
         if sq == 1 {
             let b = &bias.values[at..at + rows];
-            for ((s, b), g) in block[..rows].iter_mut().zip(b).zip(&g) {
+            for ((s, b), g) in block[..rows].iter_mut().zip(b).zip(&*g) {
                 *s += g * b;
             }
         } else {
-            for (r, (s, g)) in block[..rows].iter_mut().zip(&g).enumerate() {
+            for (r, (s, g)) in block[..rows].iter_mut().zip(&*g).enumerate() {
                 *s += g * bias.values[at + r * sq];
             }
         }
@@ -379,6 +381,8 @@ impl Kernels {
             k: m,
         });
         let mut inv_sum = Tensor::zero::<f32>(&[lanes])?;
+        // A block's gates, for a gated bias.
+        let mut gates = vec![0f32; lanes];
         // SAFETY: the scratch space is this kernel's own and serves only its calls below.
         let mut scratch = unsafe { self.mmm.allocate_scratch_space() };
         for r0 in (0..n).step_by(lanes) {
@@ -425,7 +429,7 @@ impl Kernels {
                 let mut p = probs.try_as_plain_ram_mut()?;
                 let p = &mut p.as_slice_mut::<f32>()?[..m * lanes];
                 if let Some(Bias::Gated(b, g)) = bias {
-                    add_gated_bias(p, lanes, b, g, h, r0, rows);
+                    add_gated_bias(p, &mut gates, b, g, h, r0, rows);
                 }
                 let mut inv = inv_sum.try_as_plain_ram_mut()?;
                 softmax_lanes(p, lanes, inv.as_slice_mut::<f32>()?)?;
@@ -727,6 +731,17 @@ mod tests {
             .collect()
     }
 
+    /// The largest |got − want| over every head's values.
+    fn max_diff<'a>(
+        got: impl IntoIterator<Item = tract_ndarray::ArrayView2<'a, f32>>,
+        want: &[Array2<f32>],
+    ) -> f32 {
+        got.into_iter()
+            .zip(want)
+            .map(|(g, w)| (&g - w).iter().fold(0f32, |a, x| a.max(x.abs())))
+            .fold(0f32, f32::max)
+    }
+
     fn check_in(h: usize, n: usize, m: usize, d: usize, with_bias: bool, perm: [usize; 3]) {
         let q = pseudo((h, n, d), 1) * 4.0;
         let k = pseudo((h, m, d), 2) * 4.0;
@@ -735,13 +750,11 @@ mod tests {
         let bias = with_bias.then_some(&b);
         let got = run(&q, &k, &v, bias, 0.125, perm);
         let want = naive(&q, &k, &v, bias, 0.125);
-        for (g, w) in got.iter().zip(&want) {
-            let diff = (g - w).iter().fold(0f32, |a, x| a.max(x.abs()));
-            assert!(
-                diff < 2e-5,
-                "h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}: max |diff| {diff}"
-            );
-        }
+        let diff = max_diff(got.iter().map(|g| g.view()), &want);
+        assert!(
+            diff < 2e-5,
+            "h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}: max |diff| {diff}"
+        );
     }
 
     fn check(h: usize, n: usize, m: usize, d: usize, with_bias: bool) {
@@ -781,10 +794,8 @@ mod tests {
         .expect("bias");
         let got = run(&q, &k, &v, Some(&one), 0.3, [0, 1, 2]);
         let want = naive(&q, &k, &v, Some(&every), 0.3);
-        for (g, w) in got.iter().zip(&want) {
-            let diff = (g - w).iter().fold(0f32, |a, x| a.max(x.abs()));
-            assert!(diff < 2e-5, "max |diff| {diff}");
-        }
+        let diff = max_diff(got.iter().map(|g| g.view()), &want);
+        assert!(diff < 2e-5, "max |diff| {diff}");
     }
 
     #[test]
@@ -890,15 +901,15 @@ mod tests {
                 )
                 .expect("attention runs");
                 let o = out.to_plain_array_view::<f32>().expect("f32");
-                for (hh, w) in want.iter().enumerate() {
-                    let got = o.index_axis(tract_ndarray::Axis(0), hh);
-                    let diff = (&got - w).iter().fold(0f32, |a, x| a.max(x.abs()));
-                    assert!(
-                        diff < 2e-5,
-                        "gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
-                        bias_layout.axes
-                    );
-                }
+                let o = o
+                    .into_dimensionality::<tract_ndarray::Ix3>()
+                    .expect("rank 3");
+                let diff = max_diff(o.outer_iter(), &want);
+                assert!(
+                    diff < 2e-5,
+                    "gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
+                    bias_layout.axes
+                );
             }
         }
     }

@@ -426,25 +426,25 @@ fn is_constant(model: &TypedModel, outlet: OutletId, depth: usize) -> bool {
             .all(|i| is_constant(model, *i, depth - 1))
 }
 
-/// The value of an outlet that `is_constant`, computed here.
-fn evaluate(model: &TypedModel, outlet: OutletId, depth: usize) -> TractResult<Tensor> {
+/// The value of an outlet that `is_constant`, computed here (constants shared, not copied).
+fn evaluate(model: &TypedModel, outlet: OutletId, depth: usize) -> TractResult<TValue> {
     let fact = model.outlet_fact(outlet)?;
     if let Some(k) = &fact.konst {
-        return Ok(k.as_ref().clone());
+        return Ok(k.clone().into_tvalue());
     }
     ensure!(depth > 0, "not a constant within reach");
     let node = model.node(outlet.node);
     let inputs = node
         .inputs
         .iter()
-        .map(|i| Ok(evaluate(model, *i, depth - 1)?.into_tvalue()))
+        .map(|i| evaluate(model, *i, depth - 1))
         .collect::<TractResult<TVec<_>>>()?;
     let mut out = node
         .op
         .eval_out_of_plan(inputs)?
         .with_context(|| format!("{} cannot be computed out of a plan", node.name))?;
     ensure!(outlet.slot < out.len());
-    Ok(out.swap_remove(outlet.slot).into_tensor())
+    Ok(out.swap_remove(outlet.slot))
 }
 
 /// A (head, query, key) table — at axes `[h, i, j]` of a tensor whose other axes have size
@@ -455,7 +455,6 @@ fn key_major(table: &Tensor, [h, i, j]: [usize; 3]) -> TractResult<Tensor> {
     let (heads, queries, keys) = (view.shape()[h], view.shape()[i], view.shape()[j]);
     let mut perm: Vec<usize> = vec![h, j, i];
     perm.extend((0..view.ndim()).filter(|a| ![h, i, j].contains(a)));
-    let moved = view.permuted_axes(perm);
-    let values: Vec<f32> = moved.iter().copied().collect();
-    Tensor::from_shape(&[heads, keys, queries], &values)
+    let moved = view.permuted_axes(perm).as_standard_layout().into_owned();
+    moved.into_tensor().into_shape(&[heads, keys, queries])
 }
