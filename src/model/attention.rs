@@ -128,6 +128,10 @@ pub struct FusedAttention {
     /// is added block by block, never stored whole; a bias whose query axis is contiguous
     /// (key-major) is read a vector at a time.
     pub gate: Option<Layout>,
+    /// With a gate: the bias input holds only the diagonals of each head's (query, key)
+    /// table, as (head or 1, 1, n + m − 1) — bias(h, q, k) = input\[h, 0, q − k + m − 1\],
+    /// a relative-position bias that depends on k − q alone — read a vector of rows at a time.
+    pub bias_diagonals: bool,
     /// Output layout (head, query token, feature).
     pub out: Layout,
     /// Output shape.
@@ -145,10 +149,11 @@ impl Op for FusedAttention {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "scale={} bias={} gated={}",
+            "scale={} bias={} gated={} diagonals={}",
             self.scale,
             self.bias.is_some(),
-            self.gate.is_some()
+            self.gate.is_some(),
+            self.bias_diagonals
         )])
     }
 
@@ -184,23 +189,48 @@ impl EvalOp for FusedAttention {
             (Some(layout), Some(g)) => Some(layout.operand(g)?),
             _ => None,
         };
+        let bias = match (bias, gate) {
+            (Some(bias), Some(gate)) => Some(ScoreBias::Gated {
+                bias,
+                gate,
+                diagonals: self.bias_diagonals,
+            }),
+            (Some(bias), None) => Some(ScoreBias::Added(bias)),
+            _ => None,
+        };
         // SAFETY: f32 has no invalid bit patterns, and `attend` writes every value: each
         // head's every query row, all features, and the other axes have size 1.
         let out = unsafe { Tensor::uninitialized::<f32>(&self.out_shape)? };
-        attend(q, k, v, bias, gate, self.scale, self.out.operand(&out)?)?;
+        attend(q, k, v, bias, self.scale, self.out.operand(&out)?)?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
 
-/// softmax(Q·Kᵀ·scale + [gate ×] bias)·V for each head into `out`; Q and `out` (h, n, d), K
-/// and V (h, m, d), bias (h or 1, n, m), gate (h or 1, n, 1). Heads run in parallel on
-/// tract's executor, each writing its own rows and features of `out`.
+/// The bias `attend` adds to the scores.
+#[derive(Clone, Copy, Debug)]
+pub enum ScoreBias<'a> {
+    /// bias (h or 1, n, m), added as it is.
+    Added(Operand<'a>),
+    /// gate (h or 1, n, 1) × bias: the bias (h or 1, n, m), or with `diagonals` its values
+    /// along the diagonals, (h or 1, 1, n + m − 1) with bias(h, q, k) at q − k + m − 1.
+    Gated {
+        /// The bias, or its diagonals.
+        bias: Operand<'a>,
+        /// The per-query gate.
+        gate: Operand<'a>,
+        /// Whether `bias` holds only the diagonals.
+        diagonals: bool,
+    },
+}
+
+/// softmax(Q·Kᵀ·scale + bias)·V for each head into `out`; Q and `out` (h, n, d), K and V
+/// (h, m, d), the bias as `ScoreBias` says. Heads run in parallel on tract's executor, each
+/// writing its own rows and features of `out`.
 pub fn attend(
     q: Operand,
     k: Operand,
     v: Operand,
-    bias: Option<Operand>,
-    gate: Option<Operand>,
+    bias: Option<ScoreBias>,
     scale: f32,
     out: Operand,
 ) -> TractResult<()> {
@@ -214,25 +244,35 @@ pub fn attend(
         v.dims,
         out.dims
     );
-    if let Some(b) = &bias {
+    let fits = |b: &Operand, dims: [usize; 2], what: &str| {
         ensure!(
-            (b.dims[0] == heads || b.dims[0] == 1) && b.dims[1] == n && b.dims[2] == m,
-            "bias shape {:?} does not fit scores ({heads}, {n}, {m})",
+            (b.dims[0] == heads || b.dims[0] == 1) && b.dims[1..] == dims,
+            "{what} shape {:?} does not fit scores ({heads}, {n}, {m})",
             b.dims
         );
-    }
-    if let Some(g) = &gate {
-        ensure!(bias.is_some(), "a gate without a bias");
-        ensure!(
-            (g.dims[0] == heads || g.dims[0] == 1) && g.dims[1] == n && g.dims[2] == 1,
-            "gate shape {:?} does not fit scores ({heads}, {n}, 1)",
-            g.dims
-        );
-    }
-    let bias = match (bias, gate) {
-        (Some(b), Some(g)) => Some(Bias::Gated(b.plain()?, g.plain()?)),
-        (Some(b), None) => Some(Bias::Added(b)),
-        _ => None,
+        Ok(())
+    };
+    let bias = match bias {
+        Some(ScoreBias::Added(b)) => {
+            fits(&b, [n, m], "bias")?;
+            Some(Bias::Added(b))
+        }
+        Some(ScoreBias::Gated {
+            bias,
+            gate,
+            diagonals,
+        }) => {
+            fits(&gate, [n, 1], "gate")?;
+            let table = if diagonals {
+                fits(&bias, [1, n + m - 1], "bias diagonals")?;
+                bias.diagonals(m)?
+            } else {
+                fits(&bias, [n, m], "bias")?;
+                bias.plain()?
+            };
+            Some(Bias::Gated(table, gate.plain()?))
+        }
+        None => None,
     };
     let kernels = Kernels::new(n, m, d)?;
     let scale = tensor0(scale);
@@ -254,11 +294,13 @@ enum Bias<'a> {
     Gated(Plain<'a>, Plain<'a>),
 }
 
-/// An operand's values as a slice, with its (head, token, feature) sizes and strides.
+/// An operand's values as a slice: value (h, i, j) at `origin + h·s0 + i·s1 + j·s2` for the
+/// strides `s`, with its (head, token, feature) sizes.
 struct Plain<'a> {
     values: &'a [f32],
     dims: [usize; 3],
-    strides: [usize; 3],
+    origin: isize,
+    strides: [isize; 3],
 }
 
 impl<'a> Operand<'a> {
@@ -272,8 +314,22 @@ impl<'a> Operand<'a> {
         Ok(Plain {
             values,
             dims: self.dims,
-            strides: self.strides.map(|s| s as usize),
+            origin: 0,
+            strides: self.strides,
         })
+    }
+
+    /// A (head, 1, n + m − 1) operand of diagonals as the (head, n, m) table they make:
+    /// (h, q, k) reads diagonal q − k + m − 1, so the query stride is the diagonals' and the
+    /// key stride its opposite.
+    fn diagonals(&self, m: usize) -> TractResult<Plain<'a>> {
+        let mut table = self.plain()?;
+        let [h, _, along] = table.strides;
+        let len = table.dims[2];
+        table.dims = [table.dims[0], len + 1 - m, m];
+        table.origin = (m as isize - 1) * along;
+        table.strides = [h, along, -along];
+        Ok(table)
     }
 }
 
@@ -291,24 +347,33 @@ fn add_gated_bias(
     rows: usize,
 ) {
     let lanes = g.len();
-    let head = |x: &Plain| if x.dims[0] == 1 { 0 } else { h * x.strides[0] };
-    let g0 = head(gate) + r0 * gate.strides[1];
+    let head = |x: &Plain| {
+        x.origin
+            + if x.dims[0] == 1 {
+                0
+            } else {
+                h as isize * x.strides[0]
+            }
+    };
+    // Indices below are inside the values: the operands' shapes were checked against the
+    // scores' by `attend`.
+    let g0 = head(gate) + r0 as isize * gate.strides[1];
     let g = &mut g[..rows];
     for (r, g) in g.iter_mut().enumerate() {
-        *g = gate.values[g0 + r * gate.strides[1]];
+        *g = gate.values[(g0 + r as isize * gate.strides[1]) as usize];
     }
-    let b0 = head(bias) + r0 * bias.strides[1];
+    let b0 = head(bias) + r0 as isize * bias.strides[1];
     let [_, sq, sk] = bias.strides;
     for (j, block) in p.chunks_exact_mut(lanes).enumerate() {
-        let at = b0 + j * sk;
+        let at = b0 + j as isize * sk;
         if sq == 1 {
-            let b = &bias.values[at..at + rows];
+            let b = &bias.values[at as usize..at as usize + rows];
             for ((s, b), g) in block[..rows].iter_mut().zip(b).zip(&*g) {
                 *s += g * b;
             }
         } else {
             for (r, (s, g)) in block[..rows].iter_mut().zip(&*g).enumerate() {
-                *s += g * bias.values[at + r * sq];
+                *s += g * bias.values[(at + r as isize * sq) as usize];
             }
         }
     }
@@ -713,8 +778,8 @@ mod tests {
             layout.operand(&qt).expect("q"),
             layout.operand(&kt).expect("k"),
             layout.operand(&vt).expect("v"),
-            bt.as_ref().map(|b| layout.operand(b).expect("bias")),
-            None,
+            bt.as_ref()
+                .map(|b| ScoreBias::Added(layout.operand(b).expect("bias"))),
             scale,
             layout.operand(&out).expect("out"),
         )
@@ -894,8 +959,11 @@ mod tests {
                     plain.operand(&qt).expect("q"),
                     plain.operand(&kt).expect("k"),
                     plain.operand(&vt).expect("v"),
-                    Some(bias_layout.operand(bt).expect("bias")),
-                    Some(plain.operand(&gt).expect("gate")),
+                    Some(ScoreBias::Gated {
+                        bias: bias_layout.operand(bt).expect("bias"),
+                        gate: plain.operand(&gt).expect("gate"),
+                        diagonals: false,
+                    }),
                     0.125,
                     plain.operand(&out).expect("out"),
                 )
@@ -912,5 +980,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A bias that depends on k − q alone, given as its diagonals, against the plain
+    /// implementation given the whole gated table; per-head and shared diagonals.
+    #[test]
+    fn a_gated_bias_given_by_its_diagonals_is_the_whole_table() {
+        let (h, n, m, d) = (3, 37, 29, 16);
+        let q = pseudo((h, n, d), 21) * 4.0;
+        let k = pseudo((h, m, d), 22) * 4.0;
+        let v = pseudo((h, m, d), 23);
+        let plain = Layout {
+            axes: [0, 1, 2],
+            rank: 3,
+        };
+        let (qt, kt, vt) = (
+            q.clone().into_tensor(),
+            k.clone().into_tensor(),
+            v.clone().into_tensor(),
+        );
+        let g = pseudo((h, n, 1), 25) + 1.5;
+        let gt = g.clone().into_tensor();
+        for table_heads in [h, 1] {
+            let diag = pseudo((table_heads, 1, n + m - 1), 24) * 3.0;
+            let product = tract_ndarray::Array3::from_shape_fn((h, n, m), |(hh, i, j)| {
+                g[(hh, i, 0)] * diag[(hh % table_heads, 0, i + m - 1 - j)]
+            });
+            let want = naive(&q, &k, &v, Some(&product), 0.125);
+            let dt = diag.clone().into_tensor();
+            let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
+            attend(
+                plain.operand(&qt).expect("q"),
+                plain.operand(&kt).expect("k"),
+                plain.operand(&vt).expect("v"),
+                Some(ScoreBias::Gated {
+                    bias: plain.operand(&dt).expect("diagonals"),
+                    gate: plain.operand(&gt).expect("gate"),
+                    diagonals: true,
+                }),
+                0.125,
+                plain.operand(&out).expect("out"),
+            )
+            .expect("attention runs");
+            let o = out.to_plain_array_view::<f32>().expect("f32");
+            let o = o
+                .into_dimensionality::<tract_ndarray::Ix3>()
+                .expect("rank 3");
+            let diff = max_diff(o.outer_iter(), &want);
+            assert!(diff < 2e-5, "table heads {table_heads}: max |diff| {diff}");
+        }
+        // Diagonals of the wrong length are refused, not read out of bounds.
+        let short = pseudo((h, 1, n + m - 2), 26).into_tensor();
+        let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
+        let refused = attend(
+            plain.operand(&qt).expect("q"),
+            plain.operand(&kt).expect("k"),
+            plain.operand(&vt).expect("v"),
+            Some(ScoreBias::Gated {
+                bias: plain.operand(&short).expect("diagonals"),
+                gate: plain.operand(&gt).expect("gate"),
+                diagonals: true,
+            }),
+            0.125,
+            plain.operand(&out).expect("out"),
+        );
+        assert!(refused.is_err());
     }
 }

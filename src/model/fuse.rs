@@ -11,9 +11,10 @@
 //! The row-max subtraction (BEATs) is dropped: softmax is invariant to a per-row shift. A bias
 //! that is a constant times a per-query gate (BEATs' gated relative-position bias: one
 //! heads × tokens × tokens table for every layer, times each layer's gate) goes into the op as
-//! the two factors, the table computed once at load and stored key-major, so the product is
-//! never stored whole. Any other shape of graph is left as it is, so a model this does not
-//! recognise still runs.
+//! the two factors, the table computed once at load and stored as the op reads it fastest
+//! (its diagonals when it depends on key − query alone, as BEATs' does, else key-major), so
+//! the product is never stored whole. Any other shape of graph is left as it is, so a model
+//! this does not recognise still runs.
 
 use std::collections::HashMap;
 
@@ -34,7 +35,7 @@ pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
         .map(|n| n.id)
         .collect();
     let mut fused = 0;
-    // Gated biases' tables, computed and stored key-major once for every layer that reads them.
+    // Gated biases' tables, computed and stored once for every layer that reads them.
     let mut tables = HashMap::new();
     for id in softmaxes {
         if let Some(found) = Match::find(model, id) {
@@ -334,6 +335,7 @@ impl Match {
             // As the graph has it; `apply` makes a gated bias two inputs.
             bias: bias.map(|_| layout([h, i, j], scores_shape.len())),
             gate: None,
+            bias_diagonals: false,
             out: layout(out_axes, out_shape.len()),
             out_shape: out_shape.into(),
             scale,
@@ -371,7 +373,7 @@ impl Match {
     fn apply(
         mut self,
         model: &mut TypedModel,
-        tables: &mut HashMap<OutletId, Option<OutletId>>,
+        tables: &mut HashMap<OutletId, Option<(OutletId, bool)>>,
     ) -> TractResult<()> {
         let mut inputs = vec![self.q, self.k, self.v];
         inputs.extend(self.bias);
@@ -379,23 +381,31 @@ impl Match {
             let stored = match tables.get(&table) {
                 Some(&stored) => stored,
                 None => {
-                    let value = evaluate(model, table, 4).and_then(|t| key_major(&t, layout.axes));
-                    let name = format!("{}.key_major", model.node(table.node).name);
-                    let stored = value.ok().map(|v| model.add_const(name, v)).transpose()?;
+                    let value =
+                        evaluate(model, table, 4).and_then(|t| stored_table(&t, layout.axes));
+                    let stored = match value {
+                        Ok((value, diagonals)) => {
+                            let form = if diagonals { "diagonals" } else { "key_major" };
+                            let name = format!("{}.{form}", model.node(table.node).name);
+                            Some((model.add_const(name, value)?, diagonals))
+                        }
+                        Err(_) => None,
+                    };
                     tables.insert(table, stored);
                     stored
                 }
             };
-            if let Some(stored) = stored {
+            if let Some((stored, diagonals)) = stored {
                 inputs[3] = stored;
                 inputs.push(gate);
-                // The table is stored (head, key, query), see `key_major`; the gate is
-                // (head, query, one) at the scores' axes.
+                // The table is stored (head, 1, diagonal) or (head, key, query), see
+                // `stored_table`; the gate is (head, query, one) at the scores' axes.
                 self.op.bias = Some(Layout {
-                    axes: [0, 2, 1],
+                    axes: if diagonals { [0, 1, 2] } else { [0, 2, 1] },
                     rank: 3,
                 });
                 self.op.gate = Some(layout);
+                self.op.bias_diagonals = diagonals;
             }
         }
         let mut patch = TypedModelPatch::new("fused attention");
@@ -448,13 +458,105 @@ fn evaluate(model: &TypedModel, outlet: OutletId, depth: usize) -> TractResult<T
 }
 
 /// A (head, query, key) table — at axes `[h, i, j]` of a tensor whose other axes have size
-/// one — as a contiguous (head, key, query) tensor: the op reads it a vector of queries at a
-/// time.
-fn key_major(table: &Tensor, [h, i, j]: [usize; 3]) -> TractResult<Tensor> {
+/// one — as the op reads it a vector of queries at a time: when every value depends on
+/// key − query alone (a relative-position table), its diagonals, (head, 1, n + m − 1) with
+/// (q, k) at q − k + m − 1 (true); otherwise the whole table, contiguous (head, key, query)
+/// (false).
+fn stored_table(table: &Tensor, [h, i, j]: [usize; 3]) -> TractResult<(Tensor, bool)> {
     let view = table.to_plain_array_view::<f32>()?;
     let (heads, queries, keys) = (view.shape()[h], view.shape()[i], view.shape()[j]);
-    let mut perm: Vec<usize> = vec![h, j, i];
+    let mut perm: Vec<usize> = vec![h, i, j];
     perm.extend((0..view.ndim()).filter(|a| ![h, i, j].contains(a)));
-    let moved = view.permuted_axes(perm).as_standard_layout().into_owned();
-    moved.into_tensor().into_shape(&[heads, keys, queries])
+    let mut hqk = view.permuted_axes(perm);
+    while hqk.ndim() > 3 {
+        let last = tract_ndarray::Axis(hqk.ndim() - 1);
+        hqk = hqk.index_axis_move(last, 0);
+    }
+    let hqk = hqk.into_dimensionality::<tract_ndarray::Ix3>()?;
+    debug_assert_eq!(hqk.dim(), (heads, queries, keys));
+    if let Some(diagonals) = diagonals(&hqk) {
+        return Ok((diagonals.into_tensor(), true));
+    }
+    let moved = hqk
+        .permuted_axes([0, 2, 1])
+        .as_standard_layout()
+        .into_owned();
+    Ok((moved.into_tensor(), false))
+}
+
+/// The diagonals of every head's (query, key) table, (head, 1, n + m − 1) with (q, k) at
+/// q − k + m − 1, if each diagonal holds one value (bit for bit); else None.
+fn diagonals(table: &tract_ndarray::ArrayView3<f32>) -> Option<tract_ndarray::Array3<f32>> {
+    let (heads, n, m) = table.dim();
+    if n == 0 || m == 0 {
+        return None;
+    }
+    // Diagonal t starts at the first key (query t − m + 1) or at the first query (key m − 1 − t).
+    let diagonals = tract_ndarray::Array3::from_shape_fn((heads, 1, n + m - 1), |(h, _, t)| {
+        let (q, k) = if t + 1 >= m {
+            (t + 1 - m, 0)
+        } else {
+            (0, m - 1 - t)
+        };
+        table[(h, q, k)]
+    });
+    let same = table
+        .indexed_iter()
+        .all(|((h, q, k), x)| x.to_bits() == diagonals[(h, 0, q + m - 1 - k)].to_bits());
+    same.then_some(diagonals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A (1, query, head, key) table: axes [h, i, j] = [2, 1, 3], as a graph may hold it.
+    fn table(
+        heads: usize,
+        n: usize,
+        m: usize,
+        value: impl Fn(usize, usize, usize) -> f32,
+    ) -> Tensor {
+        tract_ndarray::Array4::from_shape_fn((1, n, heads, m), |(_, q, h, k)| value(h, q, k))
+            .into_tensor()
+    }
+
+    #[test]
+    fn a_table_of_key_minus_query_is_stored_as_its_diagonals() {
+        let (heads, n, m) = (3, 5, 4);
+        let rel =
+            |h: usize, q: usize, k: usize| (h * 100) as f32 + ((k as f32 - q as f32) * 1.5).sin();
+        let (stored, diagonals) =
+            stored_table(&table(heads, n, m, rel), [2, 1, 3]).expect("stored");
+        assert!(diagonals);
+        assert_eq!(stored.shape(), &[heads, 1, n + m - 1]);
+        let d = stored.to_plain_array_view::<f32>().expect("f32");
+        for (h, q, k) in
+            (0..heads).flat_map(|h| (0..n).flat_map(move |q| (0..m).map(move |k| (h, q, k))))
+        {
+            assert_eq!(d[[h, 0, q + m - 1 - k]], rel(h, q, k), "({h}, {q}, {k})");
+        }
+    }
+
+    #[test]
+    fn any_other_table_is_stored_whole_and_key_major() {
+        let (heads, n, m) = (2, 4, 6);
+        let any = |h: usize, q: usize, k: usize| (h * 100 + q * 10 + k) as f32;
+        let (stored, diagonals) =
+            stored_table(&table(heads, n, m, any), [2, 1, 3]).expect("stored");
+        assert!(!diagonals);
+        assert_eq!(stored.shape(), &[heads, m, n]);
+        let t = stored.to_plain_array_view::<f32>().expect("f32");
+        assert_eq!(t[[1, 5, 3]], any(1, 3, 5));
+        // One value off its diagonal is enough to keep the whole table.
+        let almost = |h: usize, q: usize, k: usize| {
+            if (h, q, k) == (1, 3, 2) {
+                0.25
+            } else {
+                k as f32 - q as f32
+            }
+        };
+        let (_, diagonals) = stored_table(&table(heads, n, m, almost), [2, 1, 3]).expect("stored");
+        assert!(!diagonals);
+    }
 }
