@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
                     shape.split(',').map(str::parse).collect::<Result<_, _>>()?;
                 inference = inference.with_input_fact(0, f32::fact(dims).into())?;
             }
-            let mut model = inference.into_typed()?.into_decluttered()?;
+            let mut model = soundsentry::model::declutter(inference.into_typed()?)?;
             // `unfused` as a fourth argument measures tract's own graph.
             let done = if args.get(4).map(String::as_str) == Some("unfused") {
                 soundsentry::model::Rewrites::default()

@@ -53,7 +53,7 @@ fn main() -> TractResult<()> {
         .with_input_fact(0, f32::fact([1, frames, bins]).into())?
         .into_typed()?;
     stage("typed");
-    let mut model = model.into_decluttered()?;
+    let mut model = soundsentry::model::declutter(model)?;
     stage("decluttered");
     soundsentry::model::rewrite_for_cpu(&mut model)?;
     stage("rewritten (attention, scaled casts, conv groups)");

@@ -252,18 +252,19 @@ fn every_attention_block_is_fused_and_scores_do_not_move() {
             "{}",
             dir.display()
         );
-        // BEATs' gated relative-position bias goes in as its two factors.
-        let gated = fused
-            .nodes()
-            .iter()
-            .filter(|n| {
-                n.op()
-                    .info()
-                    .is_ok_and(|i| i.concat().contains("gated=true"))
-            })
-            .count();
+        // BEATs' gated relative-position bias goes in as its two factors, the table as its
+        // diagonals (it depends on key − query alone).
+        let with = |what: &str| {
+            fused
+                .nodes()
+                .iter()
+                .filter(|n| n.op().info().is_ok_and(|i| i.concat().contains(what)))
+                .count()
+        };
         let beats = dir.to_string_lossy().contains("beats");
-        assert_eq!(gated, if beats { blocks } else { 0 }, "{}", dir.display());
+        let want = if beats { blocks } else { 0 };
+        assert_eq!(with("gated=true"), want, "{}", dir.display());
+        assert_eq!(with("diagonals=true"), want, "{}", dir.display());
         let input: Vec<f32> = (0..input_len(&plain))
             .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 5.0)
             .collect();
@@ -666,4 +667,36 @@ fn int8_packing_of_long_slices_matches_value_by_value_writes() {
         }
         assert_eq!(a, b, "k {k} mn {mn} slices of {cut}");
     }
+}
+
+/// BEATs' relative-position buckets (shape arithmetic over a 496 × 496 grid of tokens at
+/// 1,000 frames) fold to constants before tract's declutter without moving a bit; a model
+/// without such a chain (AST) is left as it is.
+#[test]
+fn shape_arithmetic_folds_before_declutter_without_moving_a_bit() {
+    use tract_onnx::prelude::*;
+    let typed = |dir: &Path, frames: usize| {
+        let manifest = Model::load(dir).expect("model loads").manifest;
+        tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(dir.join(&manifest.onnx))
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, frames, 128]).into()))
+            .and_then(|m| m.into_typed())
+            .expect("model types")
+    };
+    for name in ["tiny-beats", "tiny-beats-int8"] {
+        let plain = typed(&fixture(&format!("models/{name}")), 1000);
+        let mut folded = plain.clone();
+        let n = soundsentry::model::fold_shape_arithmetic(&mut folded).expect("fold");
+        assert!(n > 0, "{name}: nothing folded");
+        let input: Vec<f32> = (0..input_len(&plain))
+            .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 5.0)
+            .collect();
+        let a = run_typed(plain.into_decluttered().expect("declutter"), &input);
+        let b = run_typed(folded.into_decluttered().expect("declutter"), &input);
+        assert_eq!(a, b, "{name}: folded scores moved");
+    }
+    let mut ast = typed(&fixture("models/tiny-ast"), 1024);
+    let n = soundsentry::model::fold_shape_arithmetic(&mut ast).expect("fold");
+    assert_eq!(n, 0);
 }

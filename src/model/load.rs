@@ -12,7 +12,10 @@ use std::path::Path;
 
 use anyhow::{ensure, Context};
 use prost::Message;
-use tract_onnx::pb::{tensor_proto::DataLocation, StringStringEntryProto, TensorProto};
+use tract_onnx::pb::{
+    tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, StringStringEntryProto,
+    TensorProto,
+};
 use tract_onnx::prelude::*;
 
 /// The inference model of the ONNX file at `path`, as `onnx.model_for_path` would give it.
@@ -43,8 +46,12 @@ pub fn inference_model(onnx: &tract_onnx::Onnx, path: &Path) -> anyhow::Result<I
             refer_to_file(t, span, name);
         }
     }
-    // Every `raw_data` now refers to the file by offset; no slice of the map is left, so the
-    // map is gone before any weight is read.
+    // Any other tensor (a Constant node's value, a subgraph's weight) gets its own copy.
+    for t in tensors(&mut proto) {
+        t.raw_data = bytes::Bytes::copy_from_slice(&t.raw_data);
+    }
+    // No slice of the map is left, so the map is gone before any weight is read (the pages
+    // that decoding touched with it).
     let parsed = onnx.parse(&proto, Some(dir))?;
     ensure!(
         parsed.unresolved_inputs.is_empty(),
@@ -52,6 +59,39 @@ pub fn inference_model(onnx: &tract_onnx::Onnx, path: &Path) -> anyhow::Result<I
         parsed.unresolved_inputs
     );
     Ok(parsed.model)
+}
+
+/// Every tensor of the model that may hold bytes of the decoded buffer: in the graphs
+/// (initializers, sparse ones, node attributes, subgraphs), functions and training graphs.
+fn tensors(proto: &mut ModelProto) -> Vec<&mut TensorProto> {
+    let mut found = Vec::new();
+    let mut graphs: Vec<&mut GraphProto> = proto.graph.iter_mut().collect();
+    let mut nodes: Vec<&mut NodeProto> = Vec::new();
+    for f in &mut proto.functions {
+        nodes.extend(&mut f.node);
+    }
+    for t in &mut proto.training_info {
+        graphs.extend(t.initialization.iter_mut().chain(t.algorithm.iter_mut()));
+    }
+    loop {
+        if let Some(g) = graphs.pop() {
+            found.extend(&mut g.initializer);
+            for s in &mut g.sparse_initializer {
+                found.extend(s.values.iter_mut().chain(s.indices.iter_mut()));
+            }
+            nodes.extend(&mut g.node);
+        } else if let Some(n) = nodes.pop() {
+            for a in &mut n.attribute {
+                found.extend(a.t.iter_mut().chain(&mut a.tensors));
+                if let Some(s) = &mut a.sparse_tensor {
+                    found.extend(s.values.iter_mut().chain(s.indices.iter_mut()));
+                }
+                graphs.extend(a.g.iter_mut().chain(&mut a.graphs));
+            }
+        } else {
+            return found;
+        }
+    }
 }
 
 /// Turns a weight stored in the mapped file (`span`: its address and length) into an

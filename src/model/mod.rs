@@ -1,6 +1,7 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
 mod attention;
+mod consts;
 mod dequant;
 mod fuse;
 mod groups;
@@ -12,13 +13,14 @@ mod runtime;
 
 use std::path::{Path, PathBuf};
 
+pub use consts::fold_shape_arithmetic;
 pub use dequant::fuse_scaled_casts;
 pub use fuse::fuse_attention;
 pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
-pub use runtime::{rewrite_for_cpu, Device, Rewrites, Runtime};
+pub use runtime::{declutter, rewrite_for_cpu, Device, Rewrites, Runtime};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]

@@ -101,7 +101,7 @@ impl Runtime {
             .with_input_fact(0, f32::fact([1, frames, bins]).into())
             .map_err(|e| err("setting the input shape", e))?
             .into_typed()
-            .and_then(|m| m.into_decluttered())
+            .and_then(declutter)
             .map_err(|e| err("typing the graph for the manifest's input shape", e))?;
         let out = model
             .output_fact(0)
@@ -169,6 +169,18 @@ impl Runtime {
         let view = out[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// Declutters a typed model as a load does: constant shape arithmetic folded first
+/// (`consts.rs`), then tract's declutter.
+pub fn declutter(mut model: TypedModel) -> TractResult<TypedModel> {
+    match super::consts::fold_shape_arithmetic(&mut model) {
+        Ok(0) => {}
+        Ok(folded) => tracing::debug!(folded, "constant shape arithmetic folded"),
+        // Only memory is at stake: tract's declutter folds the same values.
+        Err(e) => tracing::debug!(error = %format!("{e:#}"), "shape arithmetic left to tract"),
+    }
+    model.into_decluttered()
 }
 
 /// How many places of a model each load-time rewrite changed.
