@@ -910,6 +910,33 @@ mod tests {
         tract_linalg::multithread::multithread_tract_scope(pool, || check(4, 130, 130, 32, true));
     }
 
+    /// `attend` on plain (head, token, feature) Q, K, V with a gated bias; the output.
+    fn gated(
+        [q, k, v]: [&Tensor; 3],
+        bias: Operand,
+        gate: Operand,
+        diagonals: bool,
+    ) -> TractResult<Tensor> {
+        let plain = Layout {
+            axes: [0, 1, 2],
+            rank: 3,
+        };
+        let out = Tensor::zero::<f32>(q.shape())?;
+        attend(
+            plain.operand(q)?,
+            plain.operand(k)?,
+            plain.operand(v)?,
+            Some(ScoreBias::Gated {
+                bias,
+                gate,
+                diagonals,
+            }),
+            0.125,
+            plain.operand(&out)?,
+        )?;
+        Ok(out)
+    }
+
     /// gate × bias, the bias stored key-major (the vector path) or query-major, the gate per
     /// head or one for all heads, against the plain implementation given the product.
     #[test]
@@ -954,18 +981,11 @@ mod tests {
                 (&query_major, plain.clone()),
             ];
             for (bt, bias_layout) in layouts {
-                let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
-                attend(
-                    plain.operand(&qt).expect("q"),
-                    plain.operand(&kt).expect("k"),
-                    plain.operand(&vt).expect("v"),
-                    Some(ScoreBias::Gated {
-                        bias: bias_layout.operand(bt).expect("bias"),
-                        gate: plain.operand(&gt).expect("gate"),
-                        diagonals: false,
-                    }),
-                    0.125,
-                    plain.operand(&out).expect("out"),
+                let out = gated(
+                    [&qt, &kt, &vt],
+                    bias_layout.operand(bt).expect("bias"),
+                    plain.operand(&gt).expect("gate"),
+                    false,
                 )
                 .expect("attention runs");
                 let o = out.to_plain_array_view::<f32>().expect("f32");
@@ -1008,18 +1028,11 @@ mod tests {
             });
             let want = naive(&q, &k, &v, Some(&product), 0.125);
             let dt = diag.clone().into_tensor();
-            let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
-            attend(
-                plain.operand(&qt).expect("q"),
-                plain.operand(&kt).expect("k"),
-                plain.operand(&vt).expect("v"),
-                Some(ScoreBias::Gated {
-                    bias: plain.operand(&dt).expect("diagonals"),
-                    gate: plain.operand(&gt).expect("gate"),
-                    diagonals: true,
-                }),
-                0.125,
-                plain.operand(&out).expect("out"),
+            let out = gated(
+                [&qt, &kt, &vt],
+                plain.operand(&dt).expect("diagonals"),
+                plain.operand(&gt).expect("gate"),
+                true,
             )
             .expect("attention runs");
             let o = out.to_plain_array_view::<f32>().expect("f32");
@@ -1031,18 +1044,11 @@ mod tests {
         }
         // Diagonals of the wrong length are refused, not read out of bounds.
         let short = pseudo((h, 1, n + m - 2), 26).into_tensor();
-        let out = Tensor::zero::<f32>(&[h, n, d]).expect("output");
-        let refused = attend(
-            plain.operand(&qt).expect("q"),
-            plain.operand(&kt).expect("k"),
-            plain.operand(&vt).expect("v"),
-            Some(ScoreBias::Gated {
-                bias: plain.operand(&short).expect("diagonals"),
-                gate: plain.operand(&gt).expect("gate"),
-                diagonals: true,
-            }),
-            0.125,
-            plain.operand(&out).expect("out"),
+        let refused = gated(
+            [&qt, &kt, &vt],
+            plain.operand(&short).expect("diagonals"),
+            plain.operand(&gt).expect("gate"),
+            true,
         );
         assert!(refused.is_err());
     }
