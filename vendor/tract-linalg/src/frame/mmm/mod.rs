@@ -302,6 +302,21 @@ impl<K: MatMatMulKer> MatMatMul for K {
     }
 }
 
+/// soundsentry patch: bytes per value of the first `AddMatMul`'s packed panels (the larger of
+/// A's and B's, from their formats' sizes of one `r × k` panel, rounded), or `None` where
+/// there is no product or a format does not know its size.
+fn packed_value_bytes(non_linear: &[FusedSpec], mr: usize, nr: usize, k: usize) -> Option<usize> {
+    let (a, b) = non_linear.iter().find_map(|f| match f {
+        FusedSpec::AddMatMul { a, b, .. } => Some((a.format(), b.format())),
+        _ => None,
+    })?;
+    let per_value = |format: &dyn MMMInputFormat, r: usize| {
+        let bytes = format.mem_size(k.to_dim(), r.to_dim()).to_usize().ok()?;
+        (bytes > 0 && k > 0).then(|| ((bytes as f64 / (r * k) as f64).round() as usize).max(1))
+    };
+    Some(per_value(a, mr)?.max(per_value(b, nr)?))
+}
+
 /// `k` of the first `AddMatMul` in `non_linear`, or 0 if there is none.
 fn matmul_k(non_linear: &[FusedSpec]) -> usize {
     non_linear
@@ -621,8 +636,11 @@ unsafe fn run_blocked<K: MatMatMulKer>(
     non_linear: &[FusedSpec],
 ) -> TractResult<()> {
     unsafe {
-        let elem = K::Acc::datum_type().size_of();
         let (mr, nr) = (ker.mr(), ker.nr());
+        // soundsentry patch: the blocks are sized by the bytes the packed panels take, not by
+        // the accumulator's size (i8 panels of an i32 kernel are a quarter of that).
+        let elem = packed_value_bytes(non_linear, mr, nr, k)
+            .unwrap_or_else(|| K::Acc::datum_type().size_of());
         let (m_panels, n_panels) = (m.len(), n.len());
         let l2_share = llc_share.min(crate::cache::cache_info().l2_sharers_or_one());
         let blk = inner_block_edge(mr, nr, k, elem, m_panels, n_panels, col_outer, l2_share);
@@ -930,6 +948,32 @@ where
 mod blocked_walk_tests {
     use super::*;
     use std::collections::HashSet;
+
+    // soundsentry patch: the cache blocks of an i8 × i8 → i32 product are sized by its i8
+    // panels, an f32 product's by its f32 ones.
+    #[test]
+    fn blocks_are_sized_by_the_packed_panels() -> TractResult<()> {
+        use crate::pack::{PackedFormat, PackedI8K4};
+        let k = 768;
+        let run = |fa: &dyn MMMInputFormat, fb: &dyn MMMInputFormat, dt: DatumType| {
+            let a = fa.prepare_one(&Tensor::zero_dt(dt, &[k, 16])?, 0, 1)?;
+            let b = fb.prepare_one(&Tensor::zero_dt(dt, &[k, 16])?, 0, 1)?;
+            let specs = [FusedSpec::AddMatMul {
+                a: AsInputValue::Borrowed(&*a),
+                b: AsInputValue::Borrowed(&*b),
+                packing: 0,
+            }];
+            TractResult::Ok(packed_value_bytes(&specs, 16, 16, k))
+        };
+        let f32s = PackedFormat::new(DatumType::F32, 16, 64);
+        assert_eq!(run(&f32s, &f32s, DatumType::F32)?, Some(4));
+        let i8s = PackedFormat::new(DatumType::I8, 16, 16);
+        assert_eq!(run(&i8s, &i8s, DatumType::I8)?, Some(1));
+        let k4 = PackedI8K4::new(16);
+        assert_eq!(run(&k4, &k4, DatumType::I8)?, Some(1));
+        assert_eq!(packed_value_bytes(&[], 16, 16, k), None);
+        Ok(())
+    }
 
     fn collect(
         m: Range<usize>,
