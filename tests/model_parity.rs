@@ -387,6 +387,9 @@ fn integer_products_are_exact() {
         // 64 rows on, the vendored tract-core keeps them (C stored a whole row at a time).
         (40, 24, 100),
         (70, 96, 200),
+        // k from 1,536 on: the vendored tract-linalg runs the product in passes over k-slices.
+        (70, 3001, 40),
+        (33, 1536, 70),
     ];
     for (m, k, n) in shapes {
         // u8 activations as onnxruntime's DynamicQuantizeLinear makes them, extremes included.
@@ -395,6 +398,74 @@ fn integer_products_are_exact() {
         // i8 activations, extremes included.
         check(m, k, n, -5i8, 7, |i| ((i * 57 + 3) % 256) as u8 as i8);
         check(m, k, n, 0i8, 0, |i| if i % 2 == 0 { -128 } else { 127 });
+    }
+}
+
+/// f32 products with a long k (run by the vendored tract-linalg in passes over k-slices, each
+/// starting from the partial sums the one before stored) give the bits of one fused
+/// multiply-add after another along k, on one thread and two, border tiles included.
+#[test]
+fn long_f32_products_add_k_in_order() {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec};
+    use tract_onnx::prelude::*;
+    for (m, k, n) in [
+        (70, 3001, 50),
+        (37, 1536, 29),
+        (16, 2000, 12),
+        (40, 700, 30),
+    ] {
+        let av: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 997.0)
+            .collect();
+        let bv: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104_729 % 1999) as f32 - 999.0) / 1009.0)
+            .collect();
+        let a = Tensor::from_shape(&[m, k], &av).expect("a");
+        let b = Tensor::from_shape(&[k, n], &bv).expect("b");
+        let mmm = tract_linalg::MmmDispatch::native()
+            .preferred_kernel(f32::datum_type(), Some(m), Some(k), Some(n))
+            .expect("an f32 kernel");
+        let (pa, pb) = &mmm.packings()[0];
+        let ap = pa.prepare_one(&a, 1, 0).expect("pack a");
+        let bp = pb.prepare_one(&b, 0, 1).expect("pack b");
+        for threads in [1, 2] {
+            let c = Tensor::zero::<f32>(&[m, n]).expect("c");
+            on_threads(threads, || {
+                #[allow(unsafe_code)]
+                // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the
+                // m × n f32 tensor the store wraps, alive for the call.
+                unsafe {
+                    let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
+                    mmm.run(
+                        m,
+                        n,
+                        &[
+                            FusedSpec::AddMatMul {
+                                a: AsInputValue::Borrowed(&*ap),
+                                b: AsInputValue::Borrowed(&*bp),
+                                packing: 0,
+                            },
+                            FusedSpec::Store(store),
+                        ],
+                    )
+                }
+            })
+            .expect("product runs");
+            let got = c.to_plain_array_view::<f32>().expect("f32");
+            for i in 0..m {
+                for j in 0..n {
+                    let want =
+                        (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
+                    assert_eq!(
+                        got[[i, j]].to_bits(),
+                        want.to_bits(),
+                        "{m}x{k}x{n} ({}) at ({i}, {j}), {threads} threads: {} against {want}",
+                        mmm.name(),
+                        got[[i, j]]
+                    );
+                }
+            }
+        }
     }
 }
 

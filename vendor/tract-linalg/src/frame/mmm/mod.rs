@@ -5,6 +5,8 @@ pub mod cost_model;
 #[macro_use]
 pub(crate) mod fuse;
 pub(crate) mod input_store;
+// soundsentry patch: long-k products in k-slices.
+mod k_blocks;
 pub(crate) mod kernel;
 #[macro_use]
 pub(crate) mod panel_extract;
@@ -269,6 +271,17 @@ impl<K: MatMatMulKer> MatMatMul for K {
             }
         }
         unsafe {
+            // soundsentry patch: a product with a long k runs in passes over k-slices
+            // (k_blocks.rs); each pass comes back here with a short k.
+            if let Some(slices) = k_blocks::k_slices::<K::Acc>(non_linear) {
+                let passes = k_blocks::passes(non_linear, &slices)?;
+                for (ix, (ab, packing)) in passes.iter().enumerate() {
+                    let last = ix + 1 == passes.len();
+                    let specs = k_blocks::pass_specs(non_linear, ab, *packing, ix == 0, last);
+                    self.run_with_scratch_space(m, n, scratch, &specs)?;
+                }
+                return Ok(());
+            }
             let scratch = scratch
                 .downcast_mut::<ScratchSpaceImpl<K::Acc>>()
                 .context("Wrong scratch space type")?;
