@@ -11,6 +11,9 @@
 //! runtime does; `BENCH_PROFILE=1` prints the time per op kind, `BENCH_PROFILE_NODES=PAT`
 //! per matching node, `BENCH_MEMTRACE=1` (with the profile) the live heap, the free heap and
 //! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes.
+//! `bench_probe kernel NAME M K N [REPS]` — GFLOP/s of one tract-linalg f32 kernel (by name,
+//! e.g. `avx512_mmm_f32_32x12`) alone on an M × K by K × N product, best of REPS (9), with the
+//! largest error against a plain sum on a sample of outputs.
 
 use std::time::Instant;
 
@@ -165,8 +168,10 @@ fn main() -> anyhow::Result<()> {
                 profile(&plan, inputs)?;
             }
         }
+        Some("kernel") => kernel(&args[2..])?,
         _ => anyhow::bail!(
-            "usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS [THREADS]"
+            "usage: bench_probe fbank FILE.f32 BINS ITERS | model DIR ITERS [THREADS] \
+             | onnx FILE ITERS | kernel NAME M K N [REPS]"
         ),
     }
     Ok(())
@@ -248,4 +253,60 @@ fn status_mb(key: &str) -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// `kernel NAME M K N [REPS]`: one f32 matrix kernel alone, packed operands, best of REPS.
+fn kernel(args: &[String]) -> anyhow::Result<()> {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec};
+    use tract_onnx::prelude::*;
+    let [name, m, k, n, rest @ ..] = args else {
+        anyhow::bail!("usage: bench_probe kernel NAME M K N [REPS]")
+    };
+    let (m, k, n): (usize, usize, usize) = (m.parse()?, k.parse()?, n.parse()?);
+    let reps: usize = rest.first().map(|r| r.parse()).transpose()?.unwrap_or(9);
+    let mmm = tract_linalg::MmmDispatch::native()
+        .runnable()
+        .iter()
+        .find(|ker| ker.name() == name && ker.internal_type() == f32::datum_type())
+        .ok_or_else(|| anyhow::anyhow!("no f32 kernel {name} runs on this machine"))?;
+    let val = |i: usize, p: usize, q: usize| ((i * p % q) as f32 - (q / 2) as f32) / q as f32;
+    let av: Vec<f32> = (0..m * k).map(|i| val(i, 7919, 2003)).collect();
+    let bv: Vec<f32> = (0..k * n).map(|i| val(i, 104_729, 1999)).collect();
+    let a = Tensor::from_shape(&[m, k], &av)?;
+    let b = Tensor::from_shape(&[k, n], &bv)?;
+    let (pa, pb) = &mmm.packings()[0];
+    let (ap, bp) = (pa.prepare_one(&a, 1, 0)?, pb.prepare_one(&b, 0, 1)?);
+    let c = Tensor::zero::<f32>(&[m, n])?;
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        #[allow(unsafe_code)]
+        // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the m × n
+        // f32 tensor the store wraps, alive for the call.
+        unsafe {
+            let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
+            let a = AsInputValue::Borrowed(&*ap);
+            let b = AsInputValue::Borrowed(&*bp);
+            let specs = [
+                FusedSpec::AddMatMul { a, b, packing: 0 },
+                FusedSpec::Store(store),
+            ];
+            mmm.run(m, n, &specs)?;
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let got = c.to_plain_array_view::<f32>()?;
+    let mut max_err = 0f32;
+    for i in (0..m).step_by(37) {
+        for j in (0..n).step_by(13) {
+            let want: f32 = (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum();
+            max_err = max_err.max((got[[i, j]] - want).abs());
+        }
+    }
+    let gflops = 2.0 * (m * k * n) as f64 / best / 1e9;
+    println!(
+        "{{\"kernel\":\"{name}\",\"m\":{m},\"k\":{k},\"n\":{n},\"ms\":{:.3},\"gflops\":{gflops:.1},\"max_err\":{max_err:e}}}",
+        best * 1e3
+    );
+    Ok(())
 }

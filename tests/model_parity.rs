@@ -469,6 +469,113 @@ fn long_f32_products_add_k_in_order() {
     }
 }
 
+/// The vendored 32 × 12 f32 tile (24 accumulators) gives the bits of a plain reference: exact
+/// tiles and border tiles, a long k (split into k-slices), every fused op our models' products
+/// use after it (per-row add, per-column multiply, scalar max, leaky ReLU, an added tensor), and
+/// stores into C with strided rows (row-major) and contiguous rows (column-major).
+#[test]
+fn wide_f32_tile_matches_a_plain_reference() {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec};
+    use tract_linalg::BinOp;
+    use tract_onnx::prelude::*;
+    let dispatch = tract_linalg::MmmDispatch::native();
+    let Some(mmm) = dispatch
+        .runnable()
+        .iter()
+        .find(|k| k.name() == "avx512_mmm_f32_32x12")
+    else {
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            !std::arch::is_x86_feature_detected!("avx512f"),
+            "an AVX-512 host runs the 32 x 12 kernel"
+        );
+        return;
+    };
+    for (m, k, n) in [
+        (64, 100, 24),
+        (70, 300, 50),
+        (33, 7, 13),
+        (32, 1, 12),
+        (40, 3001, 30),
+    ] {
+        let val = |i: usize, p: usize, q: usize| ((i * p % q) as f32 - (q / 2) as f32) / q as f32;
+        let av: Vec<f32> = (0..m * k).map(|i| val(i, 7919, 2003)).collect();
+        let bv: Vec<f32> = (0..k * n).map(|i| val(i, 104_729, 1999)).collect();
+        let row: Vec<f32> = (0..m).map(|i| val(i, 31, 17)).collect();
+        let col: Vec<f32> = (0..n).map(|j| 0.5 + val(j, 13, 11)).collect();
+        let dv: Vec<f32> = (0..m * n).map(|i| val(i, 61, 29)).collect();
+        let (floor, alpha) = (-0.4f32, 0.1f32);
+        let a = Tensor::from_shape(&[m, k], &av).expect("a");
+        let b = Tensor::from_shape(&[k, n], &bv).expect("b");
+        let (row_t, col_t) = (tensor1(&row), tensor1(&col));
+        let (floor_t, alpha_t) = (tensor0(floor), tensor0(alpha));
+        let (pa, pb) = &mmm.packings()[0];
+        let ap = pa.prepare_one(&a, 1, 0).expect("pack a");
+        let bp = pb.prepare_one(&b, 0, 1).expect("pack b");
+        let want = |i: usize, j: usize| {
+            let acc = (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
+            let v = ((acc + row[i]) * col[j]).max(floor);
+            (if v < 0.0 { v * alpha } else { v }) + dv[i * n + j]
+        };
+        // (shape of C and of the added tensor, C's axis for m, its axis for n)
+        for (shape, m_axis, n_axis) in [([m, n], 0, 1), ([n, m], 1, 0)] {
+            let d = if m_axis == 0 {
+                Tensor::from_shape(&shape, &dv).expect("d")
+            } else {
+                let t: Vec<f32> = (0..m * n).map(|x| dv[(x % m) * n + x / m]).collect();
+                Tensor::from_shape(&shape, &t).expect("d")
+            };
+            for threads in [1, 2] {
+                let c = Tensor::zero::<f32>(&shape).expect("c");
+                on_threads(threads, || {
+                    #[allow(unsafe_code)]
+                    // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C and
+                    // D are m × n f32 tensors the stores wrap (m and n on the axes named), alive
+                    // for the call; the per-row and per-column operands hold m and n values.
+                    unsafe {
+                        let view = mmm.c_view(Some(m_axis), Some(n_axis));
+                        mmm.run(
+                            m,
+                            n,
+                            &[
+                                FusedSpec::AddMatMul {
+                                    a: AsInputValue::Borrowed(&*ap),
+                                    b: AsInputValue::Borrowed(&*bp),
+                                    packing: 0,
+                                },
+                                FusedSpec::BinPerRow(row_t.view(), BinOp::Add),
+                                FusedSpec::BinPerCol(col_t.view(), BinOp::Mul),
+                                FusedSpec::BinScalar(&floor_t, BinOp::Max),
+                                FusedSpec::LeakyRelu(&alpha_t),
+                                FusedSpec::AddUnicast(view.wrap(&d.view())),
+                                FusedSpec::Store(view.wrap(&c.view())),
+                            ],
+                        )
+                    }
+                })
+                .expect("product runs");
+                let got = c.to_plain_array_view::<f32>().expect("f32");
+                for i in 0..m {
+                    for j in 0..n {
+                        let g = if m_axis == 0 {
+                            got[[i, j]]
+                        } else {
+                            got[[j, i]]
+                        };
+                        assert_eq!(
+                            g.to_bits(),
+                            want(i, j).to_bits(),
+                            "{m}x{k}x{n}, m on axis {m_axis}, {threads} threads, at ({i}, {j}): \
+                             {g} against {}",
+                            want(i, j)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs `f` with tract's executor on `threads` threads (1: the default, single-threaded).
 fn on_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
