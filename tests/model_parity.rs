@@ -497,6 +497,7 @@ fn wide_f32_tile_matches_a_plain_reference() {
         (33, 7, 13),
         (32, 1, 12),
         (40, 3001, 30),
+        (32, 256, 1212),
     ] {
         let val = |i: usize, p: usize, q: usize| ((i * p % q) as f32 - (q / 2) as f32) / q as f32;
         let av: Vec<f32> = (0..m * k).map(|i| val(i, 7919, 2003)).collect();

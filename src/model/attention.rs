@@ -842,6 +842,9 @@ mod tests {
         for perm in [[1, 0, 2], [2, 1, 0]] {
             check_in(3, 37, 29, 16, true, perm);
             check_in(2, 16, 50, 8, false, perm);
+            // Enough keys that P·V runs in k-slices, its output rows interleaved with the
+            // other heads' (tokens outermost).
+            check_in(2, 40, 1500, 8, false, perm);
         }
     }
 

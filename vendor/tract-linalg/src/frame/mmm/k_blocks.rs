@@ -23,8 +23,12 @@ const PASS_BYTES: usize = 96 << 10;
 
 /// The k-slices `[start, end)` of a product with this spec list, or `None` when it is not
 /// split: short panels, or a form this does not handle (see `splittable`).
-pub(crate) fn k_slices<TI: LADatum>(specs: &[FusedSpec]) -> Option<Vec<(usize, usize)>> {
-    let (a, b) = splittable::<TI>(specs)?;
+pub(crate) fn k_slices<TI: LADatum>(
+    m: usize,
+    n: usize,
+    specs: &[FusedSpec],
+) -> Option<Vec<(usize, usize)>> {
+    let (a, b) = splittable::<TI>(m, n, specs)?;
     let k = a.k();
     let bytes = k * (step_bytes(a.format()) + step_bytes(b.format()));
     if bytes <= SPLIT_ABOVE || b.k() != k {
@@ -46,8 +50,13 @@ fn step_bytes(format: &dyn MMMInputFormat) -> usize {
 
 /// The product's A and B when `specs` is one `AddMatMul` of two eagerly packed operands in a
 /// plain k-major layout, first, and one `Store` of accumulator-typed values, last, that no
-/// `AddUnicast` reads from.
+/// `AddUnicast` reads from, and whose `item_count` covers every value of the m × n output:
+/// a border tile's `AddUnicast` reads only offsets below it (zeros past it), so the later
+/// passes would not see the partial sums of an output whose rows are spread wider than its
+/// count of values (one head's rows among the others' in an attention output).
 fn splittable<'s, TI: LADatum>(
+    m: usize,
+    n: usize,
     specs: &'s [FusedSpec],
 ) -> Option<(&'s dyn MMMInputValue, &'s dyn MMMInputValue)> {
     let (FusedSpec::AddMatMul { a, b, .. }, FusedSpec::Store(c)) = (specs.first()?, specs.last()?)
@@ -61,8 +70,14 @@ fn splittable<'s, TI: LADatum>(
         v.scratch_panel_buffer_layout().is_none()
             && (v.format().is::<PackedFormat>() || v.format().is::<PackedI8K4>())
     };
+    let span = |len: usize, stride: isize| (len.max(1) - 1) as isize * stride;
+    let covered = c.row_byte_stride >= 0
+        && c.col_byte_stride >= 0
+        && span(m, c.row_byte_stride) + span(n, c.col_byte_stride)
+            < (c.item_count * c.item_size) as isize;
     let (a, b) = (&**a, &**b);
     (matmuls == 1
+        && covered
         && stores == 1
         && !reads_c
         && c.item_size == TI::datum_type().size_of()

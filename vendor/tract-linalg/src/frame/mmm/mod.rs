@@ -273,7 +273,7 @@ impl<K: MatMatMulKer> MatMatMul for K {
         unsafe {
             // soundsentry patch: a product with a long k runs in passes over k-slices
             // (k_blocks.rs); each pass comes back here with a short k.
-            if let Some(slices) = k_blocks::k_slices::<K::Acc>(non_linear) {
+            if let Some(slices) = k_blocks::k_slices::<K::Acc>(m, n, non_linear) {
                 let passes = k_blocks::passes(non_linear, &slices)?;
                 for (ix, (ab, packing)) in passes.iter().enumerate() {
                     let last = ix + 1 == passes.len();
