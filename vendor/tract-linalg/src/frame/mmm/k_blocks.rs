@@ -16,7 +16,8 @@ use crate::pack::{PackedFormat, PackedI8K4};
 use std::fmt;
 
 /// A tile's A and B panels (bytes over the whole k) above which a product is split: past L1 and
-/// well into L2 (an f32 16 × 12 tile at k ≥ 1,463; i8 products and k ≤ 1,214 stay whole).
+/// well into L2 (f32 tiles at k ≥ 1,463 for 16 × 12, k ≥ 931 for 32 × 12; i8 products stay
+/// whole).
 const SPLIT_ABOVE: usize = 160 << 10;
 /// The most bytes of panels a tile reads in one pass (an f32 16 × 12 tile: k = 877).
 const PASS_BYTES: usize = 96 << 10;
