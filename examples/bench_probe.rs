@@ -11,9 +11,10 @@
 //! runtime does; `BENCH_PROFILE=1` prints the time per op kind, `BENCH_PROFILE_NODES=PAT`
 //! per matching node, `BENCH_MEMTRACE=1` (with the profile) the live heap, the free heap and
 //! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes.
-//! `bench_probe kernel NAME M K N [REPS]` — GFLOP/s of one tract-linalg f32 kernel (by name,
-//! e.g. `avx512_mmm_f32_32x12`) alone on an M × K by K × N product, best of REPS (9), with the
-//! largest error against a plain sum on a sample of outputs.
+//! `bench_probe kernel NAME M K N [REPS]` — GFLOP/s of one tract-linalg kernel (by name, e.g.
+//! `avx512_mmm_f32_32x12`; an i32 kernel such as `avx512vnni_mmm_i32_16x16` multiplies i8
+//! operands) alone on an M × K by K × N product, best of REPS (9), with the largest error
+//! against a plain sum on a sample of outputs.
 
 use std::time::Instant;
 
@@ -255,7 +256,9 @@ fn status_mb(key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// `kernel NAME M K N [REPS]`: one f32 matrix kernel alone, packed operands, best of REPS.
+/// `kernel NAME M K N [REPS]`: one matrix kernel alone, packed operands, best of REPS. An f32
+/// kernel multiplies f32 operands (packing 0); an i32 kernel multiplies i8 ones (packing 1,
+/// i8 × i8 with i32 sums) and reports GOP/s.
 fn kernel(args: &[String]) -> anyhow::Result<()> {
     use tract_linalg::mmm::{AsInputValue, FusedSpec};
     use tract_onnx::prelude::*;
@@ -267,35 +270,60 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
     let mmm = tract_linalg::MmmDispatch::native()
         .runnable()
         .iter()
-        .find(|ker| ker.name() == name && ker.internal_type() == f32::datum_type())
-        .ok_or_else(|| anyhow::anyhow!("no f32 kernel {name} runs on this machine"))?;
+        .find(|ker| ker.name() == name)
+        .ok_or_else(|| anyhow::anyhow!("no kernel {name} runs on this machine"))?;
+    let int = mmm.internal_type() == i32::datum_type();
     let val = |i: usize, p: usize, q: usize| ((i * p % q) as f32 - (q / 2) as f32) / q as f32;
-    let av: Vec<f32> = (0..m * k).map(|i| val(i, 7919, 2003)).collect();
-    let bv: Vec<f32> = (0..k * n).map(|i| val(i, 104_729, 1999)).collect();
-    let a = Tensor::from_shape(&[m, k], &av)?;
-    let b = Tensor::from_shape(&[k, n], &bv)?;
-    let (pa, pb) = &mmm.packings()[0];
+    let (av, bv): (Vec<f32>, Vec<f32>) = if int {
+        let v = |i: usize, p: usize| ((i * p) % 255) as f32 - 127.0;
+        (
+            (0..m * k).map(|i| v(i, 7919)).collect(),
+            (0..k * n).map(|i| v(i, 104_729)).collect(),
+        )
+    } else {
+        (
+            (0..m * k).map(|i| val(i, 7919, 2003)).collect(),
+            (0..k * n).map(|i| val(i, 104_729, 1999)).collect(),
+        )
+    };
+    let (a, b, c, packing) = if int {
+        let i8s = |v: &[f32]| v.iter().map(|x| *x as i8).collect::<Vec<i8>>();
+        (
+            Tensor::from_shape(&[m, k], &i8s(&av))?,
+            Tensor::from_shape(&[k, n], &i8s(&bv))?,
+            Tensor::zero::<i32>(&[m, n])?,
+            1,
+        )
+    } else {
+        (
+            Tensor::from_shape(&[m, k], &av)?,
+            Tensor::from_shape(&[k, n], &bv)?,
+            Tensor::zero::<f32>(&[m, n])?,
+            0,
+        )
+    };
+    let (pa, pb) = &mmm.packings()[packing];
     let (ap, bp) = (pa.prepare_one(&a, 1, 0)?, pb.prepare_one(&b, 0, 1)?);
-    let c = Tensor::zero::<f32>(&[m, n])?;
     let mut best = f64::MAX;
     for _ in 0..reps {
         let t = Instant::now();
         #[allow(unsafe_code)]
         // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the m × n
-        // f32 tensor the store wraps, alive for the call.
+        // tensor of the kernel's sum type the store wraps, alive for the call.
         unsafe {
             let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
             let a = AsInputValue::Borrowed(&*ap);
             let b = AsInputValue::Borrowed(&*bp);
             let specs = [
-                FusedSpec::AddMatMul { a, b, packing: 0 },
+                FusedSpec::AddMatMul { a, b, packing },
                 FusedSpec::Store(store),
             ];
             mmm.run(m, n, &specs)?;
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
-    let got = c.to_plain_array_view::<f32>()?;
+    let got = c.cast_to::<f32>()?;
+    let got = got.to_plain_array_view::<f32>()?;
     let mut max_err = 0f32;
     for i in (0..m).step_by(37) {
         for j in (0..n).step_by(13) {
