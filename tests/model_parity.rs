@@ -469,25 +469,28 @@ fn long_f32_products_add_k_in_order() {
     }
 }
 
-/// The vendored 32 × 12 f32 tile (24 accumulators) gives the bits of a plain reference: exact
-/// tiles and border tiles, a long k (split into k-slices), every fused op our models' products
-/// use after it (per-row add, per-column multiply, scalar max, leaky ReLU, an added tensor), and
-/// stores into C with strided rows (row-major) and contiguous rows (column-major).
+/// The vendored 32 × 12 and 32 × 8 f32 tiles (24 and 16 accumulators) give the bits of a plain
+/// reference: exact tiles and border tiles, a long k (split into k-slices), every fused op our
+/// models' products use after it (per-row add, per-column multiply, scalar max, leaky ReLU, an
+/// added tensor), and stores into C with strided rows (row-major) and contiguous rows
+/// (column-major).
 #[test]
-fn wide_f32_tile_matches_a_plain_reference() {
+fn wide_f32_tiles_match_a_plain_reference() {
+    for name in ["avx512_mmm_f32_32x12", "avx512_mmm_f32_32x8"] {
+        wide_f32_tile_matches_a_plain_reference(name);
+    }
+}
+
+fn wide_f32_tile_matches_a_plain_reference(name: &str) {
     use tract_linalg::mmm::{AsInputValue, FusedSpec};
     use tract_linalg::BinOp;
     use tract_onnx::prelude::*;
     let dispatch = tract_linalg::MmmDispatch::native();
-    let Some(mmm) = dispatch
-        .runnable()
-        .iter()
-        .find(|k| k.name() == "avx512_mmm_f32_32x12")
-    else {
+    let Some(mmm) = dispatch.runnable().iter().find(|k| k.name() == name) else {
         #[cfg(target_arch = "x86_64")]
         assert!(
             !std::arch::is_x86_feature_detected!("avx512f"),
-            "an AVX-512 host runs the 32 x 12 kernel"
+            "an AVX-512 host runs {name}"
         );
         return;
     };
@@ -566,8 +569,8 @@ fn wide_f32_tile_matches_a_plain_reference() {
                         assert_eq!(
                             g.to_bits(),
                             want(i, j).to_bits(),
-                            "{m}x{k}x{n}, m on axis {m_axis}, {threads} threads, at ({i}, {j}): \
-                             {g} against {}",
+                            "{name}: {m}x{k}x{n}, m on axis {m_axis}, {threads} threads, at \
+                             ({i}, {j}): {g} against {}",
                             want(i, j)
                         );
                     }

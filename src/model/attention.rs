@@ -379,39 +379,75 @@ fn add_gated_bias(
     }
 }
 
-/// One matrix kernel for both products, one block of query rows at a time — as many rows as
-/// the kernel's tile height, its "lanes". Q·Kᵀ stores the block's scores straight in the
+/// The scores' kernel runs both products, one block of query rows at a time — as many rows as
+/// the kernel's tile height, its "lanes" — except where a narrower kernel of the same height
+/// (`NARROWER`) pads P·V's d features less. Q·Kᵀ stores the block's scores straight in the
 /// kernel's packed left-operand layout (key-major, the block's rows side by side), so the
 /// softmax reads and writes whole vectors of lanes, and P·V takes the probabilities as they
 /// are, without a packing pass. The operands are packed, and the output stored, straight
 /// from and to the op's tensors, in their own layouts.
 struct Kernels {
     m: usize,
+    /// The scores' kernel (Q·Kᵀ).
     mmm: Box<dyn MatMatMul>,
-    /// The kernel's left-operand packing: Q blocks, and the probabilities' layout.
+    /// The kernels' left-operand packing: Q blocks, and the probabilities' layout.
     a_fmt: PackedFormat,
-    /// The kernel's right-operand packing: K (for Q·Kᵀ) and V (for P·V).
+    /// The scores' right-operand packing (K).
     b_fmt: Box<dyn MMMInputFormat>,
+    /// P·V's kernel: the scores' one, or a narrower one with the same left-operand packing.
+    pv: Box<dyn MatMatMul>,
+    /// P·V's right-operand packing (V).
+    pv_b_fmt: Box<dyn MMMInputFormat>,
 }
+
+/// A wide f32 kernel and a narrower one of the same height and packing, for P·V where the
+/// head's d is a multiple of the narrower width but not of the wider: AST's and BEATs' d = 64
+/// pads to 72 on a 12-column tile (11 % of P·V's work wasted), to 64 on an 8-column one.
+const NARROWER: &[(&str, &str)] = &[("avx512_mmm_f32_32x12", "avx512_mmm_f32_32x8")];
 
 impl Kernels {
     fn new(n: usize, m: usize, d: usize) -> TractResult<Self> {
-        let mmm = tract_linalg::MmmDispatch::native()
+        let dispatch = tract_linalg::MmmDispatch::native();
+        let mmm = dispatch
             .preferred_kernel(f32::datum_type(), Some(n), Some(d), Some(m))
             .context("no f32 matrix kernel on this machine")?;
-        let (a, b) = &mmm.packings()[0];
-        let a_fmt = a
-            .downcast_ref::<PackedFormat>()
-            .filter(|a| a.r == mmm.mr() && a.dt == f32::datum_type())
-            .with_context(|| format!("{}: left operand not in a plain packed layout", mmm.name()))?
-            .clone();
-        let b_fmt = b.clone();
+        let a_fmt = Self::plain_left(&*mmm)?;
+        let b_fmt = mmm.packings()[0].1.clone();
+        let padded = |nr: usize| d.div_ceil(nr) * nr;
+        let narrower = NARROWER
+            .iter()
+            .filter(|(wide, _)| *wide == mmm.name())
+            .filter_map(|(_, narrow)| {
+                dispatch
+                    .runnable()
+                    .iter()
+                    .find(|k| k.name() == *narrow && k.internal_type() == f32::datum_type())
+            })
+            .find(|k| {
+                k.mr() == mmm.mr()
+                    && padded(k.nr()) < padded(mmm.nr())
+                    && Self::plain_left(&***k).is_ok_and(|f| f == a_fmt)
+            });
+        let pv = narrower.map_or_else(|| mmm.clone(), |k| k.clone());
+        let pv_b_fmt = pv.packings()[0].1.clone();
         Ok(Self {
             m,
             mmm,
             a_fmt,
             b_fmt,
+            pv,
+            pv_b_fmt,
         })
+    }
+
+    /// A kernel's left-operand packing, which must be a plain f32 one as high as its tile.
+    fn plain_left(mmm: &dyn MatMatMul) -> TractResult<PackedFormat> {
+        mmm.packings()[0]
+            .0
+            .downcast_ref::<PackedFormat>()
+            .filter(|a| a.r == mmm.mr() && a.dt == f32::datum_type())
+            .with_context(|| format!("{}: left operand not in a plain packed layout", mmm.name()))
+            .cloned()
     }
 
     /// Head `h`: scores of Q (n, d) against K (m, d), plus the bias (n, m), softmax, times V
@@ -433,7 +469,7 @@ impl Kernels {
         // K as the right operand of Q·Kᵀ: n = key token (axis 0), k = feature (axis 1).
         let k_packed = self.b_fmt.prepare_one_view(&k.view(&k_rows), 1, 0)?;
         // V as the right operand of P·V: k = key token (axis 0), n = feature (axis 1).
-        let v_packed = self.b_fmt.prepare_one_view(&v.view(&v_rows), 0, 1)?;
+        let v_packed = self.pv_b_fmt.prepare_one_view(&v.view(&v_rows), 0, 1)?;
         let panel_len = self.a_fmt.single_panel_len(m);
         // SAFETY: f32 has no invalid bit patterns and the buffer is zeroed at once; the kernel
         // may read the panel's padding records, which stay zero.
@@ -450,6 +486,8 @@ impl Kernels {
         let mut gates = vec![0f32; lanes];
         // SAFETY: the scratch space is this kernel's own and serves only its calls below.
         let mut scratch = unsafe { self.mmm.allocate_scratch_space() };
+        // SAFETY: as above, for P·V's kernel.
+        let mut pv_scratch = unsafe { self.pv.allocate_scratch_space() };
         for r0 in (0..n).step_by(lanes) {
             // The last block may have fewer rows: both products then run on `rows` rows;
             // the panel's other rows keep finite values from the block before (or zeros),
@@ -507,18 +545,19 @@ impl Kernels {
             };
             let out_rows = out.rows(h, r0, rows);
             // SAFETY: `panel` points at `probs`, alive and unchanged during the call, laid out
-            // as one packed left-operand panel of k = m; `inv_sum` has one value per lane;
+            // as one packed left-operand panel of k = m (the same packing for both kernels);
+            // `inv_sum` has one value per lane;
             // the store covers rows r0..r0 + rows of head h in `out`, which no other head
             // and no other block writes.
             unsafe {
                 let store = self
-                    .mmm
+                    .pv
                     .c_from_data_and_strides(4, out_rows.strides[0], out_rows.strides[1])
                     .wrap(&out.view(&out_rows));
-                self.mmm.run_with_scratch_space(
+                self.pv.run_with_scratch_space(
                     rows,
                     out.dims[2],
-                    &mut *scratch,
+                    &mut *pv_scratch,
                     &[
                         FusedSpec::AddMatMul {
                             a: AsInputValue::Borrowed(&panel),
@@ -845,7 +884,32 @@ mod tests {
             // Enough keys that P·V runs in k-slices, its output rows interleaved with the
             // other heads' (tokens outermost).
             check_in(2, 40, 1500, 8, false, perm);
+            // The same with d = 64 and enough query rows for the 32-row kernels: P·V on the
+            // narrower one (`p_v_takes_a_narrower_kernel_where_it_pads_less`).
+            check_in(2, 250, 1500, 64, false, perm);
         }
+    }
+
+    #[test]
+    fn p_v_takes_a_narrower_kernel_where_it_pads_less() {
+        let ks = Kernels::new(250, 250, 64).expect("kernels");
+        let runnable = |name: &str| {
+            tract_linalg::MmmDispatch::native()
+                .runnable()
+                .iter()
+                .any(|k| k.name() == name)
+        };
+        if ks.mmm.name() == "avx512_mmm_f32_32x12" && runnable("avx512_mmm_f32_32x8") {
+            assert_eq!(ks.pv.name(), "avx512_mmm_f32_32x8");
+        } else {
+            assert_eq!(ks.pv.name(), ks.mmm.name());
+        }
+        // d = 60 pads no less on 8 columns than on 12.
+        let ks = Kernels::new(250, 250, 60).expect("kernels");
+        assert_eq!(ks.pv.name(), ks.mmm.name());
+        // Both products on their own kernels, against the plain implementation (the cases
+        // above with d = 64 and 250 query rows run the same pair).
+        check(2, 250, 250, 64, false);
     }
 
     #[test]

@@ -130,6 +130,10 @@ MMMExternKernel!(x86_64; avx512_mmm_f32_16x8 <f32>( 16, 8)@(512,4) isa(X86_64Avx
 MMMExternKernel!(x86_64; avx512_mmm_f32_32x6 <f32>( 32, 6)@(512,4) isa(X86_64Avx512f));
 // soundsentry patch: 24 accumulators (x86_64/avx512/avx512_mmm_f32_32x12.S.j2).
 MMMExternKernel!(x86_64; avx512_mmm_f32_32x12<f32>( 32,12)@(512,4) isa(X86_64Avx512f));
+// soundsentry patch: the same code with 8 columns (x86_64/avx512/avx512_mmm_f32_32x8.S.j2),
+// for products whose n is a multiple of 8 but not of 12; not in the cost model, so taken only
+// by name (soundsentry's attention op).
+MMMExternKernel!(x86_64; avx512_mmm_f32_32x8<f32>( 32, 8)@(512,4) isa(X86_64Avx512f));
 MMMExternKernel!(x86_64; avx512_mmm_f32_32x5 <f32>( 32, 5)@(512,4) isa(X86_64Avx512f));
 MMMExternKernel!(x86_64; avx512_mmm_f32_48x4 <f32>( 48, 4)@(512,4) isa(X86_64Avx512f));
 MMMExternKernel!(x86_64; avx512_mmm_f32_64x3 <f32>( 64, 3)@(512,4) isa(X86_64Avx512f));
