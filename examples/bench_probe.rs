@@ -286,22 +286,18 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
             (0..k * n).map(|i| val(i, 104_729, 1999)).collect(),
         )
     };
-    let (a, b, c, packing) = if int {
-        let i8s = |v: &[f32]| v.iter().map(|x| *x as i8).collect::<Vec<i8>>();
-        (
-            Tensor::from_shape(&[m, k], &i8s(&av))?,
-            Tensor::from_shape(&[k, n], &i8s(&bv))?,
-            Tensor::zero::<i32>(&[m, n])?,
-            1,
-        )
-    } else {
-        (
-            Tensor::from_shape(&[m, k], &av)?,
-            Tensor::from_shape(&[k, n], &bv)?,
-            Tensor::zero::<f32>(&[m, n])?,
-            0,
-        )
+    // i8 operands for an i32 kernel (its packing 1), f32 ones otherwise (packing 0).
+    let operand = |v: &[f32], shape: &[usize]| -> anyhow::Result<Tensor> {
+        let t = Tensor::from_shape(shape, v)?;
+        Ok(if int {
+            t.cast_to::<i8>()?.into_owned()
+        } else {
+            t
+        })
     };
+    let (a, b) = (operand(&av, &[m, k])?, operand(&bv, &[k, n])?);
+    let c = Tensor::zero_dt(mmm.internal_type(), &[m, n])?;
+    let packing = usize::from(int);
     let (pa, pb) = &mmm.packings()[packing];
     let (ap, bp) = (pa.prepare_one(&a, 1, 0)?, pb.prepare_one(&b, 0, 1)?);
     let mut best = f64::MAX;

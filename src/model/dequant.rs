@@ -203,20 +203,16 @@ mod tests {
         )?;
         let s = m.add_const("scale", tensor2(&[[0.0371f32]]))?;
         let y = m.wire_node("mul", mul(), &[c[0], s])?;
-        if gelu {
-            let g = m.wire_node("gelu", gelu_exact(), &[y[0]])?;
-            let outputs = if second_reader {
-                vec![g[0], y[0]]
-            } else {
-                vec![g[0]]
-            };
-            m.select_output_outlets(&outputs)?;
-            return Ok(m);
-        }
-        let outputs = if second_reader {
-            vec![y[0], c[0]]
+        // The last node, and the node before it (the second reader's output).
+        let (last, before) = if gelu {
+            (m.wire_node("gelu", gelu_exact(), &[y[0]])?[0], y[0])
         } else {
-            vec![y[0]]
+            (y[0], c[0])
+        };
+        let outputs = if second_reader {
+            vec![last, before]
+        } else {
+            vec![last]
         };
         m.select_output_outlets(&outputs)?;
         Ok(m)
