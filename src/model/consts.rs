@@ -124,10 +124,13 @@ pub fn fold_shape_arithmetic(model: &mut TypedModel) -> TractResult<usize> {
                 values.remove(i);
             }
         }
-        let outputs = node
-            .op
-            .eval_out_of_plan(inputs)?
-            .with_context(|| format!("{} cannot be computed out of a plan", node.name))?;
+        let outputs = match cast_to_tdim(model, node, &inputs)? {
+            Some(value) => tvec!(value),
+            None => node
+                .op
+                .eval_out_of_plan(inputs)?
+                .with_context(|| format!("{} cannot be computed out of a plan", node.name))?,
+        };
         for (slot, value) in outputs.into_iter().enumerate() {
             let outlet = OutletId::new(id, slot);
             let value = as_integers(value.into_arc_tensor())?;
@@ -155,6 +158,27 @@ pub fn fold_shape_arithmetic(model: &mut TypedModel) -> TractResult<usize> {
     }
     patch.apply(model)?;
     Ok(folded)
+}
+
+/// A cast to `TDim`, computed straight to its `i64` form: tract's own cast makes the `TDim`
+/// tensor first (a 496 × 496 one is 7.9 MB, four times its integers). Numbers and booleans go
+/// through `i32`, as tract casts them to `TDim`; a `TDim` (held as `i64`) stays as it is.
+fn cast_to_tdim(
+    model: &TypedModel,
+    node: &TypedNode,
+    inputs: &TVec<TValue>,
+) -> TractResult<Option<TValue>> {
+    let Some(cast) = node.op_as::<tract_onnx::tract_core::ops::cast::Cast>() else {
+        return Ok(None);
+    };
+    if cast.to != TDim::datum_type() || inputs.len() != 1 {
+        return Ok(None);
+    }
+    if model.outlet_fact(node.inputs[0])?.datum_type == TDim::datum_type() {
+        return Ok(Some(inputs[0].clone()));
+    }
+    let ints = inputs[0].cast_to::<i32>()?;
+    Ok(Some(ints.cast_to::<i64>()?.into_owned().into_tvalue()))
 }
 
 /// A `TDim` tensor of plain integers as `i64` (a quarter of the memory); others as they are.
