@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
                 serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2],
                     "ms_min": times[0], "peak_rss_mb": peak_rss_mb(),
                     "load_peak_rss_mb": load_peak, "rss_after_load_mb": after_load,
-                    "rss_after_runs_mb": status_mb("VmRSS:")})
+                    "rss_after_runs_mb": status_mb("VmRSS:"), "exe_rss_mb": soundsentry::memory::exe_resident_bytes().unwrap_or(0) as f64 / 1048576.0})
             );
         }
         Some("onnx") => {

@@ -79,6 +79,10 @@ impl Runtime {
         let onnx = tract_onnx::onnx().with_ignore_value_info(true);
         let model = super::load::inference_model(&onnx, path)
             .map_err(|e| err("not a loadable ONNX model", e))?;
+        // Each stage of a load runs code the next does not; the pages of the stages done
+        // leave the resident set (memory::release_code_pages), or the load's peak would
+        // hold all of them on top of its largest buffers.
+        crate::memory::release_code_pages();
         let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
         if let Some(shape) = declared.shape.concretize() {
             let want = [1, frames, bins];
@@ -180,6 +184,7 @@ pub fn declutter(mut model: TypedModel) -> TractResult<TypedModel> {
         // Only memory is at stake: tract's declutter folds the same values.
         Err(e) => tracing::debug!(error = %format!("{e:#}"), "shape arithmetic left to tract"),
     }
+    crate::memory::release_code_pages();
     model.into_decluttered()
 }
 
