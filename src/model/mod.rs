@@ -9,6 +9,7 @@ mod input;
 mod labels;
 mod load;
 mod manifest;
+mod norm;
 mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use input::prepare_window;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
+pub use norm::fuse_layer_norms;
 pub use runtime::{declutter, rewrite_for_cpu, Device, Rewrites, Runtime};
 
 /// Why a model cannot be loaded or run.

@@ -197,16 +197,19 @@ pub struct Rewrites {
     pub scaled_casts: usize,
     /// Grouped int8 convolutions split into one per group.
     pub split_convs: usize,
+    /// Layer norms' mean, centring and RMS scaling fused into one pass per row.
+    pub layer_norms: usize,
 }
 
 /// The load-time rewrites of a decluttered model for tract's CPU runtime, before it is
 /// optimised: fused attention, the int8 products' scaled casts, large grouped int8
-/// convolutions split per group.
+/// convolutions split per group, fused layer norms.
 pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<Rewrites> {
     Ok(Rewrites {
         attention: super::fuse::fuse_attention(model)?,
         scaled_casts: super::dequant::fuse_scaled_casts(model)?,
         split_convs: super::groups::split_grouped_convs(model)?,
+        layer_norms: super::norm::fuse_layer_norms(model)?,
     })
 }
 
