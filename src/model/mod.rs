@@ -154,3 +154,20 @@ impl Model {
         &self.manifest.name
     }
 }
+
+/// The bits of the first output of `model`, optimised and run on `input` (the load-time
+/// rewrites' tests compare them with the unrewritten graph's).
+#[cfg(test)]
+fn optimised_output_bits(
+    model: tract_onnx::prelude::TypedModel,
+    input: tract_onnx::prelude::TValue,
+) -> tract_onnx::prelude::TractResult<Vec<u32>> {
+    use tract_onnx::prelude::*;
+    let out = model.into_optimized()?.into_runnable()?.run(tvec!(input))?;
+    Ok(out[0]
+        .try_as_plain_ram()?
+        .as_slice::<f32>()?
+        .iter()
+        .map(|f| f.to_bits())
+        .collect())
+}

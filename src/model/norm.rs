@@ -207,16 +207,7 @@ mod tests {
     }
 
     fn run(m: TypedModel, rows: usize, n: usize) -> TractResult<Vec<u32>> {
-        let out = m
-            .into_optimized()?
-            .into_runnable()?
-            .run(tvec!(input(rows, n)))?;
-        Ok(out[0]
-            .try_as_plain_ram()?
-            .as_slice::<f32>()?
-            .iter()
-            .map(|f| f.to_bits())
-            .collect())
+        crate::model::optimised_output_bits(m, input(rows, n))
     }
 
     #[test]
