@@ -84,15 +84,12 @@ pub fn release_free_heap() {
 pub fn release_code_pages() -> usize {
     #[cfg(target_os = "linux")]
     {
-        let (Ok(exe), Ok(smaps)) = (
-            std::fs::read_link("/proc/self/exe"),
-            std::fs::read_to_string("/proc/self/smaps"),
-        ) else {
+        let Some(smaps) = read_smaps() else {
             return 0;
         };
         let mut released = 0;
-        for m in smaps_entries(&smaps) {
-            if m.path == exe.as_os_str() && !m.perms.contains('w') && m.anonymous_kb == 0 {
+        for m in exe_mappings(&smaps) {
+            if !m.perms.contains('w') && m.anonymous_kb == 0 {
                 #[allow(unsafe_code)]
                 // SAFETY: the range is a read-only file mapping of ours without a private copy
                 // of any page: advising it away drops page-table entries only; the next access
@@ -118,14 +115,23 @@ pub fn release_code_pages() -> usize {
 /// Bytes of this executable's own mappings (code, read-only and relocated data) resident in
 /// memory; None where /proc is not readable.
 pub fn exe_resident_bytes() -> Option<u64> {
+    let smaps = read_smaps()?;
+    let kb: u64 = exe_mappings(&smaps).map(|m| m.rss_kb).sum();
+    Some(kb << 10)
+}
+
+/// This process's executable path and its `/proc/self/smaps` text.
+fn read_smaps() -> Option<(std::path::PathBuf, String)> {
     let exe = std::fs::read_link("/proc/self/exe").ok()?;
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let kb: u64 = smaps_entries(&smaps)
-        .iter()
-        .filter(|m| m.path == exe.as_os_str())
-        .map(|m| m.rss_kb)
-        .sum();
-    Some(kb << 10)
+    Some((exe, smaps))
+}
+
+/// The mappings of the executable's own file in a [`read_smaps`] reading.
+fn exe_mappings((exe, smaps): &(std::path::PathBuf, String)) -> impl Iterator<Item = Mapping<'_>> {
+    smaps_entries(smaps)
+        .into_iter()
+        .filter(move |m| m.path == exe.as_os_str())
 }
 
 /// One mapping of `/proc/self/smaps`, with the fields used here.

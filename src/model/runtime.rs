@@ -184,6 +184,8 @@ pub fn declutter(mut model: TypedModel) -> TractResult<TypedModel> {
         // Only memory is at stake: tract's declutter folds the same values.
         Err(e) => tracing::debug!(error = %format!("{e:#}"), "shape arithmetic left to tract"),
     }
+    // Here rather than before the fold: the load's peak is lowest with the typing and fold
+    // code gone before tract's declutter (BENCHMARKS.md, "int8 peak memory").
     crate::memory::release_code_pages();
     model.into_decluttered()
 }
