@@ -89,7 +89,13 @@ fn cpu_has_amx_int8() -> bool {
     // bit 24 = AMX-TILE, bit 25 = AMX-INT8 in EDX.
     const AMX_TILE: u32 = 1 << 24;
     const AMX_INT8: u32 = 1 << 25;
-    (r.edx & AMX_TILE) != 0 && (r.edx & AMX_INT8) != 0
+    // soundsentry patch: the 16x16 kernel reads XINUSE (xgetbv with ecx = 1) to skip
+    // ldtilecfg when its config is still loaded; CPUID leaf 0xD sub-leaf 1 EAX bit 2 says
+    // that form of xgetbv exists.
+    #[allow(unused_unsafe)]
+    let xsave = unsafe { std::arch::x86_64::__cpuid_count(0xD, 1) };
+    const XGETBV_ECX1: u32 = 1 << 2;
+    (r.edx & AMX_TILE) != 0 && (r.edx & AMX_INT8) != 0 && (xsave.eax & XGETBV_ECX1) != 0
 }
 
 /// Linux only: ask the kernel for permission to use the AMX tile-data XSAVE
@@ -189,7 +195,14 @@ impl PackedAmxA {
         let st = t.strides();
         let (ks, ms) = (st[k_axis], st[mn_axis]);
         let mut blob = unsafe { Blob::new_for_size_and_align(panels * pl, self.align) };
-        blob.as_bytes_mut().fill(0);
+        // soundsentry patch: only the padding is zeroed (the K padding of each row and the
+        // rows past mn in the last panel), and a row whose K is contiguous in the source is
+        // one copy instead of a loop of single bytes. Same bytes as before.
+        if kp != k {
+            blob.as_bytes_mut().fill(0);
+        } else {
+            blob.as_bytes_mut()[mn * kp..].fill(0);
+        }
         unsafe {
             let src = t.as_ptr_unchecked::<i8>();
             let dst = blob.as_mut_ptr() as *mut i8;
@@ -200,8 +213,12 @@ impl PackedAmxA {
                 for lm in 0..pw {
                     let drow = panel.add(lm * kp);
                     let srow_base = src.offset((mn0 + lm as isize) * ms);
-                    for kk in 0..k {
-                        *drow.add(kk) = *srow_base.offset(kk as isize * ks);
+                    if ks == 1 {
+                        std::ptr::copy_nonoverlapping(srow_base, drow, k);
+                    } else {
+                        for kk in 0..k {
+                            *drow.add(kk) = *srow_base.offset(kk as isize * ks);
+                        }
                     }
                 }
             }
