@@ -21,6 +21,8 @@ use std::fmt;
 const SPLIT_ABOVE: usize = 160 << 10;
 /// The most bytes of panels a tile reads in one pass (an f32 16 × 12 tile: k = 877).
 const PASS_BYTES: usize = 96 << 10;
+// A pass must fit under the split size, or a slice would be split again into itself.
+const _: () = assert!(PASS_BYTES < SPLIT_ABOVE);
 
 /// The k-slices `[start, end)` of a product with this spec list, or `None` when it is not
 /// split: short panels, or a form this does not handle (see `splittable`).
