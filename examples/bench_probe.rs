@@ -296,7 +296,9 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
         })
     };
     let (a, b) = (operand(&av, &[m, k])?, operand(&bv, &[k, n])?);
-    let c = Tensor::zero_dt(mmm.internal_type(), &[m, n])?;
+    // C is n × m: a tile column's m values are contiguous, the layout the models' products
+    // store into (vector stores).
+    let c = Tensor::zero_dt(mmm.internal_type(), &[n, m])?;
     let packing = usize::from(int);
     let (pa, pb) = &mmm.packings()[packing];
     let (ap, bp) = (pa.prepare_one(&a, 1, 0)?, pb.prepare_one(&b, 0, 1)?);
@@ -304,10 +306,10 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
     for _ in 0..reps {
         let t = Instant::now();
         #[allow(unsafe_code)]
-        // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the m × n
+        // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the n × m
         // tensor of the kernel's sum type the store wraps, alive for the call.
         unsafe {
-            let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
+            let store = mmm.c_view(Some(1), Some(0)).wrap(&c.view());
             let a = AsInputValue::Borrowed(&*ap);
             let b = AsInputValue::Borrowed(&*bp);
             let specs = [
@@ -324,7 +326,7 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
     for i in (0..m).step_by(37) {
         for j in (0..n).step_by(13) {
             let want: f32 = (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum();
-            max_err = max_err.max((got[[i, j]] - want).abs());
+            max_err = max_err.max((got[[j, i]] - want).abs());
         }
     }
     let gflops = 2.0 * (m * k * n) as f64 / best / 1e9;

@@ -580,6 +580,79 @@ fn wide_f32_tile_matches_a_plain_reference(name: &str) {
     }
 }
 
+/// f32 products whose output's innermost axis is n (a dense layer over more tokens than
+/// features, AST's 1,214 × 768) run with the operands swapped by the vendored tract-core, so
+/// the kernel stores whole columns of C; a residual added to the product (fused into it) and
+/// the results keep the bits of one fused multiply-add after another along k, on one thread
+/// and two, border tiles included.
+#[test]
+fn f32_products_store_along_the_innermost_axis() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    use tract_onnx::tract_core::ops::math::add;
+    use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+    for (m, k, n) in [(200, 96, 70), (131, 40, 64), (70, 33, 100)] {
+        let av: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 997.0)
+            .collect();
+        let bv: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104_729 % 1999) as f32 - 999.0) / 1009.0)
+            .collect();
+        let rv: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 - 8.5).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([m, k])).expect("source");
+        let r = model.add_source("r", f32::fact([m, n])).expect("source");
+        let w = Tensor::from_shape(&[k, n], &bv).expect("w");
+        let w = model.add_const("w", w).expect("const");
+        let op = EinSum::new("mk,kn->mn".parse().expect("axes"), f32::datum_type());
+        let c = model.wire_node("mm", op, &[x, w]).expect("wire");
+        let sum = model.wire_node("add", add(), &[c[0], r]).expect("wire");
+        model.select_output_outlets(&sum).expect("outputs");
+        let plan = model
+            .into_optimized()
+            .expect("optimise")
+            .into_runnable()
+            .expect("plan");
+        let products: Vec<&OptMatMul> = plan
+            .model()
+            .nodes()
+            .iter()
+            .filter_map(|node| node.op_as::<OptMatMul>())
+            .collect();
+        assert_eq!(
+            products.len(),
+            1,
+            "{m}x{k}x{n}: one product, the add fused into it"
+        );
+        let (c_m, c_n) = (products[0].c_m_axis, products[0].c_n_axis);
+        assert_eq!(
+            (c_m, c_n),
+            (Some(1), Some(0)),
+            "{m}x{k}x{n}: the kernel's rows should be the output's innermost axis"
+        );
+        for threads in [1, 2] {
+            let inputs = tvec!(
+                Tensor::from_shape(&[m, k], &av).expect("x").into_tvalue(),
+                Tensor::from_shape(&[m, n], &rv).expect("r").into_tvalue()
+            );
+            let out = on_threads(threads, || plan.run(inputs)).expect("run");
+            let got = out[0].to_plain_array_view::<f32>().expect("f32 output");
+            for i in 0..m {
+                for j in 0..n {
+                    let dot = (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
+                    let want = dot + rv[i * n + j];
+                    assert_eq!(
+                        got[[i, j]].to_bits(),
+                        want.to_bits(),
+                        "{m}x{k}x{n} at ({i}, {j}), {threads} threads: {} against {want}",
+                        got[[i, j]]
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Runs `f` with tract's executor on `threads` threads (1: the default, single-threaded).
 fn on_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};

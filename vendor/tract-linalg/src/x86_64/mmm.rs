@@ -602,7 +602,10 @@ fn avx512_mmm_f32(suitable: &[Suitable], query: &Query) -> Option<&'static str> 
             Some(prefer_32x12(suitable, query, fitted?))
         }
         super::Vendor::Amd => {
-            super::amd_avx512_linear::linear_model().preferred(suitable, query.m, query.k, query.n)
+            // soundsentry patch: the 32 x 12 on AMD too (measured on a Zen 5 EPYC, vendor/README.md).
+            let fitted = super::amd_avx512_linear::linear_model()
+                .preferred(suitable, query.m, query.k, query.n);
+            Some(prefer_32x12(suitable, query, fitted?))
         }
         super::Vendor::Other => {
             if let Some(1) = query.n {

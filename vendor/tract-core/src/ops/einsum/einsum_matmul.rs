@@ -531,6 +531,28 @@ impl EvalOp for EinSumMatMul {
     }
 }
 
+/// soundsentry patch: for an f32 product of at least 64 × 64, whether to swap the operands so
+/// that C's innermost axis becomes m, or `None` to keep the m < n rule. The f32 kernels hold a
+/// column of C (mr values along m) per register and store it with vector stores only when m is
+/// C's contiguous axis; along a strided m they scatter every value, and gather a fused
+/// `AddUnicast` the same way. AST's products over 1,214 tokens × 768 features (m > n, so never
+/// swapped) stored that way: its MLP down-projection ran at ~170 GFLOP/s against ~230 for the
+/// up-projection, which the m < n rule had swapped.
+fn f32_rows_contiguous(op: &EinSumMatMul, node: &TypedNode) -> Option<bool> {
+    let (m, n) = (op.m.as_i64()?, op.n.as_i64()?);
+    if op.op.operating_dt != f32::datum_type() || m < 64 || n < 64 {
+        return None;
+    }
+    let innermost = node.outputs[0].fact.rank().checked_sub(1)?;
+    if op.c_n() == Some(innermost) {
+        Some(true)
+    } else if op.c_m() == Some(innermost) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 impl TypedOp for EinSumMatMul {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         self.op.output_facts(inputs)
@@ -566,6 +588,8 @@ impl TypedOp for EinSumMatMul {
             // MLP up-projection (m = 1214 tokens, n = 3072) ran at less than half the speed of
             // its other products after the m < n transposition below.
             false
+        } else if let Some(rows_contiguous) = f32_rows_contiguous(self, node) {
+            rows_contiguous
         } else {
             match (self.m.as_i64(), self.n.as_i64()) {
                 (Some(m), Some(n)) => m < n,
