@@ -31,6 +31,9 @@ pub(crate) fn k_slices<TI: LADatum>(
     n: usize,
     specs: &[FusedSpec],
 ) -> Option<Vec<(usize, usize)>> {
+    if !split_pays(m * n * TI::datum_type().size_of()) {
+        return None;
+    }
     let (a, b) = splittable::<TI>(m, n, specs)?;
     let k = a.k();
     let bytes = k * (step_bytes(a.format()) + step_bytes(b.format()));
@@ -41,6 +44,25 @@ pub(crate) fn k_slices<TI: LADatum>(
     // Slices start on a multiple of 8 values of k (whole 4-value groups of packed i8).
     let len = k.div_ceil(passes).next_multiple_of(8);
     Some((0..k).step_by(len).map(|s| (s, (s + len).min(k))).collect())
+}
+
+/// Whether k-slices pay on this CPU for an output of `c_bytes`. Measured on an Intel Xeon with
+/// AVX-512, where they did (k = 3,072: 116–118 → 125–127 GFLOP/s, with a 3.7 MB output), and on
+/// an AMD EPYC (Zen 5, 1 MB L2), where they paid only while the output stayed in L2: attention's
+/// P·V (a 310 KB output) was faster split, AST's MLP down-projection (3.7 MB) whole (the kernel
+/// alone 188–192 GFLOP/s split against 218–231 whole; 30.4–38.0 → 25.7–26.1 ms a layer), as
+/// every pass re-reads and rewrites the output.
+fn split_pays(c_bytes: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::x86_64::vendor() != crate::x86_64::Vendor::Amd
+            || c_bytes <= crate::cache::cache_info().l2
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = c_bytes;
+        true
+    }
 }
 
 /// Bytes of one k step of one panel of a format `splittable` accepts: r packed values.
