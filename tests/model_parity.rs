@@ -431,12 +431,7 @@ fn long_f32_products_add_k_in_order() {
         (16, 2000, 12),
         (40, 700, 30),
     ] {
-        let av: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 997.0)
-            .collect();
-        let bv: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 104_729 % 1999) as f32 - 999.0) / 1009.0)
-            .collect();
+        let (av, bv) = f32_operands(m, k, n);
         let a = Tensor::from_shape(&[m, k], &av).expect("a");
         let b = Tensor::from_shape(&[k, n], &bv).expect("b");
         let mmm = tract_linalg::MmmDispatch::native()
@@ -471,8 +466,7 @@ fn long_f32_products_add_k_in_order() {
             let got = c.to_plain_array_view::<f32>().expect("f32");
             for i in 0..m {
                 for j in 0..n {
-                    let want =
-                        (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
+                    let want = fma_dot(&av, &bv, k, n, i, j);
                     assert_eq!(
                         got[[i, j]].to_bits(),
                         want.to_bits(),
@@ -534,8 +528,7 @@ fn wide_f32_tile_matches_a_plain_reference(name: &str) {
         let ap = pa.prepare_one(&a, 1, 0).expect("pack a");
         let bp = pb.prepare_one(&b, 0, 1).expect("pack b");
         let want = |i: usize, j: usize| {
-            let acc = (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
-            let v = ((acc + row[i]) * col[j]).max(floor);
+            let v = ((fma_dot(&av, &bv, k, n, i, j) + row[i]) * col[j]).max(floor);
             (if v < 0.0 { v * alpha } else { v }) + dv[i * n + j]
         };
         // (shape of C and of the added tensor, C's axis for m, its axis for n)
@@ -609,12 +602,7 @@ fn f32_products_store_along_the_innermost_axis() {
     use tract_onnx::tract_core::ops::math::add;
     use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
     for (m, k, n) in [(200, 96, 70), (131, 40, 64), (70, 33, 100)] {
-        let av: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 997.0)
-            .collect();
-        let bv: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 104_729 % 1999) as f32 - 999.0) / 1009.0)
-            .collect();
+        let (av, bv) = f32_operands(m, k, n);
         let rv: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 - 8.5).collect();
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([m, k])).expect("source");
@@ -656,8 +644,7 @@ fn f32_products_store_along_the_innermost_axis() {
             let got = out[0].to_plain_array_view::<f32>().expect("f32 output");
             for i in 0..m {
                 for j in 0..n {
-                    let dot = (0..k).fold(0f32, |acc, p| av[i * k + p].mul_add(bv[p * n + j], acc));
-                    let want = dot + rv[i * n + j];
+                    let want = fma_dot(&av, &bv, k, n, i, j) + rv[i * n + j];
                     assert_eq!(
                         got[[i, j]].to_bits(),
                         want.to_bits(),
@@ -668,6 +655,23 @@ fn f32_products_store_along_the_innermost_axis() {
             }
         }
     }
+}
+
+/// Deterministic f32 operands A (m × k) and B (k × n), row-major, spread over about [-1, 1].
+fn f32_operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = (0..m * k)
+        .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 997.0)
+        .collect();
+    let b = (0..k * n)
+        .map(|i| ((i * 104_729 % 1999) as f32 - 999.0) / 1009.0)
+        .collect();
+    (a, b)
+}
+
+/// Row `i` of A (m × k) times column `j` of B (k × n): one fused multiply-add after another
+/// along k, the order the kernels add in.
+fn fma_dot(a: &[f32], b: &[f32], k: usize, n: usize, i: usize, j: usize) -> f32 {
+    (0..k).fold(0f32, |acc, p| a[i * k + p].mul_add(b[p * n + j], acc))
 }
 
 /// Runs `f` with tract's executor on `threads` threads (1: the default, single-threaded).
