@@ -595,25 +595,20 @@ fn avx512_mmv_f32(suitable: &[Suitable], query: &Query) -> Option<&'static str> 
 }
 
 fn avx512_mmm_f32(suitable: &[Suitable], query: &Query) -> Option<&'static str> {
-    match super::vendor() {
-        super::Vendor::Intel => {
-            let fitted = super::intel_avx512_linear::linear_model()
-                .preferred(suitable, query.m, query.k, query.n);
-            Some(prefer_32x12(suitable, query, fitted?))
-        }
-        super::Vendor::Amd => {
-            // soundsentry patch: the 32 x 12 on AMD too (measured on a Zen 5 EPYC, vendor/README.md).
-            let fitted = super::amd_avx512_linear::linear_model()
-                .preferred(suitable, query.m, query.k, query.n);
-            Some(prefer_32x12(suitable, query, fitted?))
-        }
+    // soundsentry patch: on Intel and AMD, the fitted cost model's pick, then `prefer_32x12`
+    // (measured on a Xeon and on a Zen 5 EPYC, vendor/README.md).
+    let model = match super::vendor() {
+        super::Vendor::Intel => super::intel_avx512_linear::linear_model(),
+        super::Vendor::Amd => super::amd_avx512_linear::linear_model(),
         super::Vendor::Other => {
             if let Some(1) = query.n {
                 unreachable!("n == 1 answered above");
             }
-            Some(pick_mmm(X86_F32_CHOICES, query.m, query.n))
+            return Some(pick_mmm(X86_F32_CHOICES, query.m, query.n));
         }
-    }
+    };
+    let fitted = model.preferred(suitable, query.m, query.k, query.n)?;
+    Some(prefer_32x12(suitable, query, fitted))
 }
 
 /// soundsentry patch: how much more padded work the 32 x 12 tile may do than the fitted pick and

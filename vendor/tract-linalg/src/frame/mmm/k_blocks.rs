@@ -31,13 +31,10 @@ pub(crate) fn k_slices<TI: LADatum>(
     n: usize,
     specs: &[FusedSpec],
 ) -> Option<Vec<(usize, usize)>> {
-    if !split_pays(m * n * TI::datum_type().size_of()) {
-        return None;
-    }
     let (a, b) = splittable::<TI>(m, n, specs)?;
     let k = a.k();
     let bytes = k * (step_bytes(a.format()) + step_bytes(b.format()));
-    if bytes <= SPLIT_ABOVE || b.k() != k {
+    if bytes <= SPLIT_ABOVE || b.k() != k || !split_pays(m * n * TI::datum_type().size_of()) {
         return None;
     }
     let passes = bytes.div_ceil(PASS_BYTES);
@@ -48,10 +45,10 @@ pub(crate) fn k_slices<TI: LADatum>(
 
 /// Whether k-slices pay on this CPU for an output of `c_bytes`. Measured on an Intel Xeon with
 /// AVX-512, where they did (k = 3,072: 116–118 → 125–127 GFLOP/s, with a 3.7 MB output), and on
-/// an AMD EPYC (Zen 5, 1 MB L2), where they paid only while the output stayed in L2: attention's
-/// P·V (a 310 KB output) was faster split, AST's MLP down-projection (3.7 MB) whole (the kernel
-/// alone 188–192 GFLOP/s split against 218–231 whole; 30.4–38.0 → 25.7–26.1 ms a layer), as
-/// every pass re-reads and rewrites the output.
+/// an AMD EPYC (Zen 5, 1 MB L2), where AST's MLP down-projection (3.7 MB) ran faster whole (the
+/// kernel alone 188–192 GFLOP/s split against 218–231 whole; 30.4–38.0 → 25.7–26.1 ms a layer):
+/// every pass re-reads and rewrites the output. On AMD the split is kept only where that output
+/// stays in L2 (attention's P·V blocks, 32 × 64 values); there it was not measured either way.
 fn split_pays(c_bytes: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
