@@ -10,7 +10,8 @@
 //! for graph-form experiments and per-op profiles. It reads the file and optimises as the
 //! runtime does; `BENCH_PROFILE=1` prints the time per op kind, `BENCH_PROFILE_NODES=PAT`
 //! per matching node, `BENCH_MEMTRACE=1` (with the profile) the live heap, the free heap and
-//! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes.
+//! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes; `BENCH_ATTENTION=f32` keeps a quantised model's attention in f32
+//! (`model.attention`).
 //! `bench_probe kernel NAME M K N [REPS]` — GFLOP/s of one tract-linalg kernel (by name, e.g.
 //! `avx512_mmm_f32_32x12`; an i32 kernel such as `avx512vnni_mmm_i32_16x16` multiplies i8
 //! operands) alone on an M × K by K × N product, best of REPS (9), with the largest error
@@ -55,7 +56,12 @@ fn main() -> anyhow::Result<()> {
         Some("model") => {
             let t = Instant::now();
             let threads: usize = args.get(4).map(|t| t.parse()).transpose()?.unwrap_or(1);
-            let model = Model::load_with_threads(std::path::Path::new(&args[2]), threads)?;
+            let model = Model::load_on(
+                std::path::Path::new(&args[2]),
+                threads,
+                soundsentry::model::Device::Cpu,
+                attention()?,
+            )?;
             let load_s = t.elapsed().as_secs_f64();
             let (load_peak, after_load) = (status_mb("VmHWM:"), status_mb("VmRSS:"));
             let iters: usize = args[3].parse()?;
@@ -113,7 +119,7 @@ fn main() -> anyhow::Result<()> {
             let done = if args.get(4).map(String::as_str) == Some("unfused") {
                 soundsentry::model::Rewrites::default()
             } else {
-                soundsentry::model::rewrite_for_cpu(&mut model)?
+                soundsentry::model::rewrite_for_cpu(&mut model, attention()?)?
             };
             eprintln!("load-time rewrites: {done:?}");
             let plan = model.into_optimized()?.into_runnable()?;
@@ -335,4 +341,12 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
         best * 1e3
     );
     Ok(())
+}
+
+/// `model.attention` as `BENCH_ATTENTION` gives it ("auto" without it).
+fn attention() -> anyhow::Result<soundsentry::model::Attention> {
+    std::env::var("BENCH_ATTENTION")
+        .unwrap_or_else(|_| "auto".into())
+        .parse()
+        .map_err(anyhow::Error::msg)
 }

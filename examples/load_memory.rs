@@ -55,7 +55,7 @@ fn main() -> TractResult<()> {
     stage("typed");
     let mut model = soundsentry::model::declutter(model)?;
     stage("decluttered");
-    soundsentry::model::rewrite_for_cpu(&mut model)?;
+    soundsentry::model::rewrite_for_cpu(&mut model, soundsentry::model::Attention::Auto)?;
     stage("rewritten (attention, scaled casts, conv groups)");
     let _model = model.into_optimized()?;
     stage("optimised");

@@ -20,8 +20,13 @@ use crate::model::Model;
 /// before a thread starts. Label errors are reported like config errors, with key paths.
 pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
     let cfg = Config::load(path)?;
-    let model = Model::load_on(&cfg.model_path, cfg.threads.get(), cfg.device)
-        .with_context(|| format!("{}: model.path", path.display()))?;
+    let model = Model::load_on(
+        &cfg.model_path,
+        cfg.threads.get(),
+        cfg.device,
+        cfg.attention,
+    )
+    .with_context(|| format!("{}: model.path", path.display()))?;
     let watches = resolve_watches(&cfg.detect, &model.labels).map_err(|errors| ConfigError {
         file: path.to_owned(),
         errors,

@@ -45,6 +45,8 @@ pub struct Config {
     pub threads: std::num::NonZeroUsize,
     /// Where inference runs (`model.device`).
     pub device: crate::model::Device,
+    /// How a quantised model's attention products run (`model.attention`).
+    pub attention: crate::model::Attention,
     /// Where audio comes from.
     pub source: SourceConfig,
     /// Time between windows.

@@ -118,6 +118,7 @@ pub struct RawModel {
     pub path: Option<PathBuf>,
     pub threads: Option<usize>,
     pub device: Option<String>,
+    pub attention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{Raw, RawMqtt, RawSettings};
 use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
-use crate::model::{Device, Label};
+use crate::model::{Attention, Device, Label};
 use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
 use crate::source::{RawFormat, RawLayout, Restart};
 use std::path::PathBuf;
@@ -47,6 +47,16 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         .unwrap_or_else(|e| {
             err("model.device", e);
             Device::Cpu
+        });
+    let attention = raw
+        .model
+        .attention
+        .as_deref()
+        .unwrap_or("auto")
+        .parse::<Attention>()
+        .unwrap_or_else(|e| {
+            err("model.attention", e);
+            Attention::Auto
         });
     let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
     let raw_layout = |err: &mut dyn FnMut(&str, String)| {
@@ -198,6 +208,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         model_path,
         threads,
         device,
+        attention,
         source,
         hop,
         detect: DetectConfig { defaults, watch },

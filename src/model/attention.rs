@@ -24,6 +24,34 @@ use tract_linalg::BinOp;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+#[cfg(target_arch = "x86_64")]
+mod bf16;
+
+/// The arithmetic of attention's two products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// f32 throughout, as the graph computes it.
+    #[default]
+    F32,
+    /// Q, K, V and the probabilities rounded to bfloat16 for the products, f32 sums, scores
+    /// and softmax (`bf16.rs`) where the CPU has AVX-512 BF16; f32 elsewhere.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether `attend` runs this precision's bf16 products on this CPU.
+    pub fn runs_bf16(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self == Precision::Bf16 && bf16::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
 /// Where the head, token and feature axes of one operand sit; every other axis has size 1.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Layout {
@@ -138,6 +166,8 @@ pub struct FusedAttention {
     pub out_shape: TVec<usize>,
     /// Factor on Q·Kᵀ before the bias is added.
     pub scale: f32,
+    /// The products' arithmetic.
+    pub precision: Precision,
 }
 
 impl Eq for FusedAttention {}
@@ -149,11 +179,12 @@ impl Op for FusedAttention {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "scale={} bias={} gated={} diagonals={}",
+            "scale={} bias={} gated={} diagonals={} precision={:?}",
             self.scale,
             self.bias.is_some(),
             self.gate.is_some(),
-            self.bias_diagonals
+            self.bias_diagonals,
+            self.precision
         )])
     }
 
@@ -201,7 +232,8 @@ impl EvalOp for FusedAttention {
         // SAFETY: f32 has no invalid bit patterns, and `attend` writes every value: each
         // head's every query row, all features, and the other axes have size 1.
         let out = unsafe { Tensor::uninitialized::<f32>(&self.out_shape)? };
-        attend(q, k, v, bias, self.scale, self.out.operand(&out)?)?;
+        let out_operand = self.out.operand(&out)?;
+        attend(q, k, v, bias, self.scale, self.precision, out_operand)?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -224,14 +256,16 @@ pub enum ScoreBias<'a> {
 }
 
 /// softmax(Q·Kᵀ·scale + bias)·V for each head into `out`; Q and `out` (h, n, d), K and V
-/// (h, m, d), the bias as `ScoreBias` says. Heads run in parallel on tract's executor, each
-/// writing its own rows and features of `out`.
+/// (h, m, d), the bias as `ScoreBias` says, the products in `precision` where the CPU runs it
+/// (else f32). Heads run in parallel on tract's executor, each writing its own rows and
+/// features of `out`.
 pub fn attend(
     q: Operand,
     k: Operand,
     v: Operand,
     bias: Option<ScoreBias>,
     scale: f32,
+    precision: Precision,
     out: Operand,
 ) -> TractResult<()> {
     let [heads, n, d] = q.dims;
@@ -274,9 +308,24 @@ pub fn attend(
         }
         None => None,
     };
+    #[cfg(target_arch = "x86_64")]
+    if precision.runs_bf16() {
+        return each_head(heads, |h| {
+            bf16::head(h, &q, &k, &v, bias.as_ref(), scale, &out)
+        });
+    }
     let kernels = Kernels::new(n, m, d)?;
     let scale = tensor0(scale);
-    let one_head = |h: usize| kernels.head(h, &q, &k, &v, bias.as_ref(), &scale, &out);
+    each_head(heads, |h| {
+        kernels.head(h, &q, &k, &v, bias.as_ref(), &scale, &out)
+    })
+}
+
+/// `one_head` for heads 0..heads, in parallel on tract's executor when it has threads.
+fn each_head(
+    heads: usize,
+    one_head: impl Fn(usize) -> TractResult<()> + Sync + Send,
+) -> TractResult<()> {
     match current_tract_executor() {
         Executor::MultiThread(pool) if heads > 1 => pool.install(|| {
             use rayon::prelude::*;
@@ -330,6 +379,21 @@ impl<'a> Operand<'a> {
         table.origin = (m as isize - 1) * along;
         table.strides = [h, along, -along];
         Ok(table)
+    }
+}
+
+/// Adds bias(h, r0 + r, j) to the block's score of row r and key j, stored at
+/// `p[j·lanes + r]`, for the block's `rows` rows.
+fn add_bias(p: &mut [f32], lanes: usize, bias: &Plain, h: usize, r0: usize, rows: usize) {
+    let h = if bias.dims[0] == 1 { 0 } else { h };
+    let [sh, sq, sk] = bias.strides;
+    // Inside the values: the bias's shape was checked against the scores' by `attend`.
+    let b0 = bias.origin + h as isize * sh + r0 as isize * sq;
+    for (j, block) in p.chunks_exact_mut(lanes).enumerate() {
+        let at = b0 + j as isize * sk;
+        for (r, s) in block[..rows].iter_mut().enumerate() {
+            *s += bias.values[(at + r as isize * sq) as usize];
+        }
     }
 }
 
@@ -795,6 +859,19 @@ mod tests {
         scale: f32,
         perm: [usize; 3],
     ) -> Vec<Array2<f32>> {
+        run_in(q, k, v, bias, scale, perm, Precision::F32)
+    }
+
+    /// `run` in `precision`.
+    fn run_in(
+        q: &Array3<f32>,
+        k: &Array3<f32>,
+        v: &Array3<f32>,
+        bias: Option<&Array3<f32>>,
+        scale: f32,
+        perm: [usize; 3],
+        precision: Precision,
+    ) -> Vec<Array2<f32>> {
         // Where each of (head, token, feature) sits once stored in `perm` order.
         let mut axes = [0; 3];
         for (pos, &a) in perm.iter().enumerate() {
@@ -820,6 +897,7 @@ mod tests {
             bt.as_ref()
                 .map(|b| ScoreBias::Added(layout.operand(b).expect("bias"))),
             scale,
+            precision,
             layout.operand(&out).expect("out"),
         )
         .expect("attention runs");
@@ -984,6 +1062,17 @@ mod tests {
         gate: Operand,
         diagonals: bool,
     ) -> TractResult<Tensor> {
+        gated_in([q, k, v], bias, gate, diagonals, Precision::F32)
+    }
+
+    /// `gated` in `precision`.
+    fn gated_in(
+        [q, k, v]: [&Tensor; 3],
+        bias: Operand,
+        gate: Operand,
+        diagonals: bool,
+        precision: Precision,
+    ) -> TractResult<Tensor> {
         let plain = Layout {
             axes: [0, 1, 2],
             rank: 3,
@@ -999,6 +1088,7 @@ mod tests {
                 diagonals,
             }),
             0.125,
+            precision,
             plain.operand(&out)?,
         )?;
         Ok(out)
@@ -1118,5 +1208,144 @@ mod tests {
             true,
         );
         assert!(refused.is_err());
+    }
+
+    /// `x` rounded to bfloat16 (to nearest, ties to even), as an f32.
+    fn bf16_round(x: f32) -> f32 {
+        let b = x.to_bits();
+        f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
+    }
+
+    /// `naive` with the bf16 path's roundings: Q, K, V and each exp(s − max) rounded to
+    /// bfloat16 for the products; scores, softmax sums and normalisation unrounded.
+    fn naive_bf16(
+        q: &Array3<f32>,
+        k: &Array3<f32>,
+        v: &Array3<f32>,
+        bias: Option<&Array3<f32>>,
+        scale: f32,
+    ) -> Vec<Array2<f32>> {
+        let (q, k, v) = (q.mapv(bf16_round), k.mapv(bf16_round), v.mapv(bf16_round));
+        let (h, n, d) = q.dim();
+        let m = k.dim().1;
+        (0..h)
+            .map(|h| {
+                let mut o = Array2::zeros((n, d));
+                for i in 0..n {
+                    let s: Vec<f64> = (0..m)
+                        .map(|j| {
+                            let dot: f64 = (0..d)
+                                .map(|e| q[(h, i, e)] as f64 * k[(h, j, e)] as f64)
+                                .sum();
+                            dot * scale as f64 + bias.map_or(0.0, |b| b[(h, i, j)] as f64)
+                        })
+                        .collect();
+                    let mx = s.iter().copied().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for f in 0..d {
+                        let dot: f64 = (0..m)
+                            .map(|j| bf16_round(e[j] as f32) as f64 * v[(h, j, f)] as f64)
+                            .sum();
+                        o[(i, f)] = (dot / sum) as f32;
+                    }
+                }
+                o
+            })
+            .collect()
+    }
+
+    /// The bf16 products against the plain implementation with the same roundings (where
+    /// the CPU runs them), across block and tile edges, odd key and feature counts, layouts
+    /// with and without contiguous features, and an added bias; and against f32 within
+    /// bfloat16's precision. Without AVX-512 BF16, `Precision::Bf16` is the f32 path.
+    #[test]
+    fn bf16_products_match_the_plain_implementation_with_the_same_roundings() {
+        let cases = [
+            (3, 5, 5, 16, false, [0, 1, 2]),
+            (2, 95, 97, 64, true, [0, 1, 2]),
+            (2, 130, 301, 64, false, [1, 0, 2]),
+            (1, 49, 33, 40, true, [1, 0, 2]),
+            (2, 7, 13, 7, true, [0, 1, 2]),
+            (2, 50, 21, 24, true, [2, 1, 0]),
+        ];
+        for (h, n, m, d, with_bias, perm) in cases {
+            let q = pseudo((h, n, d), 31) * 4.0;
+            let k = pseudo((h, m, d), 32) * 4.0;
+            let v = pseudo((h, m, d), 33);
+            let b = pseudo((h, n, m), 34) * 3.0;
+            let bias = with_bias.then_some(&b);
+            let got = run_in(&q, &k, &v, bias, 0.125, perm, Precision::Bf16);
+            let case = format!("h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}");
+            if !Precision::Bf16.runs_bf16() {
+                let f32_path = run(&q, &k, &v, bias, 0.125, perm);
+                assert_eq!(got, f32_path, "{case}: not the f32 path");
+                continue;
+            }
+            let same = max_diff(
+                got.iter().map(|g| g.view()),
+                &naive_bf16(&q, &k, &v, bias, 0.125),
+            );
+            let exact = max_diff(
+                got.iter().map(|g| g.view()),
+                &naive(&q, &k, &v, bias, 0.125),
+            );
+            println!("{case}: vs same roundings {same:.1e}, vs f32 {exact:.1e}");
+            assert!(
+                same < 2e-4,
+                "{case}: max |diff| {same} with the same roundings"
+            );
+            assert!(exact < 5e-3, "{case}: max |diff| {exact} from f32");
+        }
+    }
+
+    /// BEATs' gated bias by its diagonals, on the bf16 path: the same bias as the f32 path.
+    #[test]
+    fn bf16_products_take_a_gated_bias_by_its_diagonals() {
+        let (h, n, m, d) = (2, 53, 53, 64);
+        let q = pseudo((h, n, d), 41) * 4.0;
+        let k = pseudo((h, m, d), 42) * 4.0;
+        let v = pseudo((h, m, d), 43);
+        let g = pseudo((h, n, 1), 45) + 1.5;
+        let diag = pseudo((1, 1, n + m - 1), 44) * 3.0;
+        let product = tract_ndarray::Array3::from_shape_fn((h, n, m), |(hh, i, j)| {
+            g[(hh, i, 0)] * diag[(0, 0, i + m - 1 - j)]
+        });
+        let want = if Precision::Bf16.runs_bf16() {
+            naive_bf16(&q, &k, &v, Some(&product), 0.125)
+        } else {
+            naive(&q, &k, &v, Some(&product), 0.125)
+        };
+        let plain = Layout {
+            axes: [0, 1, 2],
+            rank: 3,
+        };
+        let [qt, kt, vt, gt, dt] = [q, k, v, g, diag].map(|a| a.into_tensor());
+        let out = gated_in(
+            [&qt, &kt, &vt],
+            plain.operand(&dt).expect("diagonals"),
+            plain.operand(&gt).expect("gate"),
+            true,
+            Precision::Bf16,
+        )
+        .expect("attention runs");
+        let o = out.to_plain_array_view::<f32>().expect("f32");
+        let o = o
+            .into_dimensionality::<tract_ndarray::Ix3>()
+            .expect("rank 3");
+        let diff = max_diff(o.outer_iter(), &want);
+        assert!(diff < 1e-3, "max |diff| {diff}");
+    }
+
+    #[test]
+    fn bf16_rounds_to_nearest_even_as_the_instructions_do() {
+        // 1 + 2⁻⁸ is halfway between two bfloat16 values: ties go to the even one (1.0);
+        // 1 + 3·2⁻⁸ to 1 + 2⁻⁶ (even); just above halfway rounds up.
+        assert_eq!(bf16_round(1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(bf16_round(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+        assert_eq!(
+            bf16_round(1.0 + 2f32.powi(-8) + 2f32.powi(-20)),
+            1.0 + 2f32.powi(-7)
+        );
     }
 }

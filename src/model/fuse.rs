@@ -24,10 +24,34 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
-use super::attention::{FusedAttention, Layout};
+use super::attention::{FusedAttention, Layout, Precision};
+use super::Attention;
 
-/// Replaces every attention subgraph it recognises; returns how many.
-pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
+/// Whether any product of `model` multiplies 8-bit integers: a quantised model, whose
+/// attention may run its products in bfloat16 (`Precision::Bf16`).
+fn has_integer_products(model: &TypedModel) -> TractResult<bool> {
+    for node in model.nodes() {
+        if node.op_is::<EinSum>() {
+            for input in &node.inputs {
+                let dt = model.outlet_fact(*input)?.datum_type.unquantized();
+                if dt == u8::datum_type() || dt == i8::datum_type() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Replaces every attention subgraph it recognises; returns how many. With `Attention::Auto`
+/// in a quantised model (8-bit integer products) the fused ops take `Precision::Bf16`, else
+/// f32.
+pub fn fuse_attention(model: &mut TypedModel, attention: Attention) -> TractResult<usize> {
+    let precision = if attention == Attention::Auto && has_integer_products(model)? {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    };
     let softmaxes: Vec<usize> = model
         .nodes()
         .iter()
@@ -38,7 +62,8 @@ pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
     // Gated biases' tables, computed and stored once for every layer that reads them.
     let mut tables = HashMap::new();
     for id in softmaxes {
-        if let Some(found) = Match::find(model, id) {
+        if let Some(mut found) = Match::find(model, id) {
+            found.op.precision = precision;
             found.apply(model, &mut tables)?;
             fused += 1;
         }
@@ -339,6 +364,7 @@ impl Match {
             out: layout(out_axes, out_shape.len()),
             out_shape: out_shape.into(),
             scale,
+            precision: Precision::F32,
         };
         Some(Match {
             q: qk_node.inputs[q_slot],

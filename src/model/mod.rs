@@ -22,7 +22,7 @@ pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
 pub use norm::fuse_layer_norms;
-pub use runtime::{declutter, rewrite_for_cpu, Device, Rewrites, Runtime};
+pub use runtime::{declutter, rewrite_for_cpu, Attention, Device, Rewrites, Runtime};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +83,18 @@ impl Model {
 
     /// As [`Model::load`], with tract's matrix products spread over `threads` threads.
     pub fn load_with_threads(dir: &Path, threads: usize) -> Result<Self, ModelError> {
-        Self::load_on(dir, threads, Device::Cpu)
+        Self::load_on(dir, threads, Device::Cpu, Attention::Auto)
     }
 
-    /// As [`Model::load`], on `device` with `threads` matmul threads. CUDA that is not usable
-    /// here falls back to the CPU with a warning; [`Model::device`] tells which one runs.
-    pub fn load_on(dir: &Path, threads: usize, device: Device) -> Result<Self, ModelError> {
+    /// As [`Model::load`], on `device` with `threads` matmul threads and a quantised model's
+    /// attention as `attention` says. CUDA that is not usable here falls back to the CPU with
+    /// a warning; [`Model::device`] tells which one runs.
+    pub fn load_on(
+        dir: &Path,
+        threads: usize,
+        device: Device,
+        attention: Attention,
+    ) -> Result<Self, ModelError> {
         let manifest = Manifest::load(&dir.join("model.toml"))?;
         let labels_path = dir.join(&manifest.labels);
         let labels = labels::load(&labels_path)?;
@@ -100,6 +106,7 @@ impl Model {
             manifest.fbank.mel_bins,
             threads,
             device,
+            attention,
         )?;
         if runtime.num_outputs() != labels.len() {
             return Err(ModelError::Labels {

@@ -42,6 +42,39 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// How a quantised model's attention products run (`model.attention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attention {
+    /// A model with 8-bit integer products runs its attention products in bfloat16 where the
+    /// CPU has AVX-512 BF16; every other model, or CPU, in f32.
+    #[default]
+    Auto,
+    /// Always f32, as the graph computes it.
+    F32,
+}
+
+impl std::str::FromStr for Attention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            other => Err(format!(
+                "unknown attention {other:?}: use \"auto\" or \"f32\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+        })
+    }
+}
+
 /// A run state of an optimised tract plan for a fixed input shape (1, frames, mel_bins), kept
 /// between windows (the state holds its plan).
 pub struct Runtime {
@@ -63,6 +96,7 @@ impl Runtime {
         bins: usize,
         threads: usize,
         device: Device,
+        attention: Attention,
     ) -> Result<Self, ModelError> {
         let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
             path: path.to_owned(),
@@ -122,7 +156,7 @@ impl Runtime {
                 })
             }
         };
-        let (plan, device) = prepare(model, device)
+        let (plan, device) = prepare(model, device, attention)
             .map_err(|e| err("optimising for the manifest's input shape", e))?;
         let state = plan
             .spawn()
@@ -206,9 +240,9 @@ pub struct Rewrites {
 /// The load-time rewrites of a decluttered model for tract's CPU runtime, before it is
 /// optimised: fused attention, the int8 products' scaled casts, large grouped int8
 /// convolutions split per group, fused layer norms.
-pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<Rewrites> {
+pub fn rewrite_for_cpu(model: &mut TypedModel, attention: Attention) -> TractResult<Rewrites> {
     Ok(Rewrites {
-        attention: super::fuse::fuse_attention(model)?,
+        attention: super::fuse::fuse_attention(model, attention)?,
         scaled_casts: super::dequant::fuse_scaled_casts(model)?,
         split_convs: super::groups::split_grouped_convs(model)?,
         layer_norms: super::norm::fuse_layer_norms(model)?,
@@ -217,7 +251,11 @@ pub fn rewrite_for_cpu(model: &mut TypedModel) -> TractResult<Rewrites> {
 
 /// Makes the optimised model runnable on `device`, or on the CPU with a warning when CUDA is
 /// not usable here.
-fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>, Device)> {
+fn prepare(
+    model: TypedModel,
+    device: Device,
+    attention: Attention,
+) -> TractResult<(Box<dyn Runnable>, Device)> {
     if device == Device::Cuda {
         match cuda_runtime() {
             Ok(rt) => return Ok((rt.prepare(model)?, Device::Cuda)),
@@ -227,7 +265,7 @@ fn prepare(model: TypedModel, device: Device) -> TractResult<(Box<dyn Runnable>,
         }
     }
     let mut model = model;
-    let done = rewrite_for_cpu(&mut model)?;
+    let done = rewrite_for_cpu(&mut model, attention)?;
     tracing::debug!(?done, "load-time rewrites");
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
