@@ -12,6 +12,9 @@
 //! per matching node, `BENCH_MEMTRACE=1` (with the profile) the live heap, the free heap and
 //! the resident size after every node, `BENCH_DUMP=PAT` the optimised nodes; `BENCH_ATTENTION=f32` keeps a quantised model's attention in f32
 //! (`model.attention`).
+//! `bench_probe scores DIR IN OUT` — raw outputs of a model folder for the windows in IN
+//! (little-endian f32, windows × frames × mel bins) into OUT (windows × labels), with
+//! `BENCH_ATTENTION` as above: `tools/int8_drift.py --tract`.
 //! `bench_probe kernel NAME M K N [REPS]` — GFLOP/s of one tract-linalg kernel (by name, e.g.
 //! `avx512_mmm_f32_32x12`; an i32 kernel such as `avx512vnni_mmm_i32_16x16` multiplies i8
 //! operands) alone on an M × K by K × N product, best of REPS (9), with the largest error
@@ -52,6 +55,34 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"frames": frames, "best_s": best, "frames_per_s": frames as f64 / best})
             );
+        }
+        Some("scores") => {
+            // Raw outputs of a model folder for windows read from a little-endian f32 file
+            // (windows × frames × mel bins), written the same way (windows × labels).
+            let model = Model::load_on(
+                std::path::Path::new(&args[2]),
+                1,
+                soundsentry::model::Device::Cpu,
+                attention()?,
+            )?;
+            let bytes = std::fs::read(&args[3])?;
+            let x: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let len = model.manifest.window_frames * model.manifest.fbank.mel_bins;
+            anyhow::ensure!(
+                !x.is_empty() && x.len() % len == 0,
+                "{} values are not whole windows of {len}",
+                x.len()
+            );
+            let mut out = Vec::new();
+            for window in x.chunks_exact(len) {
+                for v in model.raw_outputs(window)? {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            std::fs::write(&args[4], out)?;
         }
         Some("model") => {
             let t = Instant::now();

@@ -13,10 +13,16 @@ With --requantize, the int8 argument is ignored and the fp32 model is quantised 
 (onnxruntime `quantize_dynamic`, as the export tools do), optionally per channel or with the
 MatMul/Conv nodes whose names contain an --exclude string left in fp32: the variants that
 BENCHMARKS.md compares.
+
+With --tract PROBE (the built `bench_probe` example), the int8 model's scores come from
+soundsentry's runtime instead (`bench_probe scores`), its attention as `BENCH_ATTENTION` in
+the environment says ("auto", the default: bfloat16 products where the CPU has AVX-512 BF16;
+"f32"): the drift the daemon itself shows.
 """
 
 import argparse
 import json
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -34,6 +40,16 @@ def scores(folder, x):
     return 1 / (1 + np.exp(-out))
 
 
+def tract_scores(probe, folder, x):
+    """Sigmoid scores of a model folder through soundsentry's runtime (`bench_probe scores`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.f32", Path(tmp) / "out.f32"
+        np.ascontiguousarray(x, dtype="<f4").tofile(src)
+        subprocess.run([probe, "scores", str(folder), str(src), str(dst)], check=True)
+        out = np.fromfile(dst, dtype="<f4").reshape(len(x), -1)
+    return 1 / (1 + np.exp(-out))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("fp32")
@@ -43,6 +59,7 @@ def main():
     p.add_argument("--requantize", action="store_true")
     p.add_argument("--per-channel", action="store_true")
     p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("--tract", metavar="PROBE", help="score the int8 model with this bench_probe")
     args = p.parse_args()
     x, _ = td.dataset(args.seed, args.count)
     int8 = args.int8
@@ -57,7 +74,10 @@ def main():
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
                          per_channel=args.per_channel, nodes_to_exclude=excluded,
                          extra_options={"MatMulConstBOnly": True})
-    a, b = scores(args.fp32, x), scores(int8, x)
+    if args.tract and args.requantize:
+        p.error("--tract scores a model folder: not with --requantize")
+    a = scores(args.fp32, x)
+    b = tract_scores(args.tract, int8, x) if args.tract else scores(int8, x)
     d = np.abs(a - b)
     res = {"clips": args.count, "max_abs_diff": float(d.max()),
            "p99_abs_diff": float(np.quantile(d, 0.99)),
