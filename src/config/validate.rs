@@ -508,6 +508,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.model_path, Path::new("/etc/x/m"));
+        assert_eq!(c.attention, Attention::Auto);
         assert_eq!(c.hop, std::time::Duration::from_secs(1));
         assert_eq!(c.detect.defaults.on, 0.5);
         assert_eq!(c.detect.defaults.off, 0.35);
@@ -525,13 +526,14 @@ mod tests {
     #[test]
     fn every_invalid_value_is_reported_with_its_key() {
         let e = errors(
-            "[model]\ndevice = \"tpu\"\n[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
+            "[model]\ndevice = \"tpu\"\nattention = \"bf16\"\n[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
              [[detect.watch]]\nlabels = []\non = 0.6\noff = 0.9\n",
         );
         let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
         for k in [
             "model.path",
             "model.device",
+            "model.attention",
             "source.kind",
             "analysis.hop",
             "detect.on",
