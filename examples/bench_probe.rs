@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let len = model.manifest.window_frames * model.manifest.fbank.mel_bins;
             anyhow::ensure!(
-                !x.is_empty() && x.len() % len == 0,
+                !x.is_empty() && x.len().is_multiple_of(len),
                 "{} values are not whole windows of {len}",
                 x.len()
             );

@@ -508,7 +508,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.model_path, Path::new("/etc/x/m"));
-        assert_eq!(c.attention, Attention::Auto);
+        assert_eq!(c.attention, crate::model::Attention::Auto);
         assert_eq!(c.hop, std::time::Duration::from_secs(1));
         assert_eq!(c.detect.defaults.on, 0.5);
         assert_eq!(c.detect.defaults.off, 0.35);

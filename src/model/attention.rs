@@ -25,7 +25,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 #[cfg(target_arch = "x86_64")]
-mod bf16;
+mod avx512;
 
 /// The arithmetic of attention's two products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -43,7 +43,7 @@ impl Precision {
     pub fn runs_bf16(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            self == Precision::Bf16 && bf16::available()
+            self == Precision::Bf16 && avx512::available(true)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -268,6 +268,45 @@ pub fn attend(
     precision: Precision,
     out: Operand,
 ) -> TractResult<()> {
+    attend_on(Path::for_precision(precision), q, k, v, bias, scale, out)
+}
+
+/// Which kernels run the two products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// tract-linalg's f32 kernels (`Kernels`).
+    Tract,
+    /// This module's AVX-512 register tiles (`avx512.rs`), f32 or bfloat16.
+    #[cfg(target_arch = "x86_64")]
+    Avx512 { bf16: bool },
+}
+
+impl Path {
+    /// The fastest path for `precision` on this CPU: the AVX-512 tiles where it has
+    /// AVX-512 (and BF16 for bfloat16), else tract's kernels in f32.
+    fn for_precision(precision: Precision) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let bf16 = precision.runs_bf16();
+            if bf16 || avx512::available(false) {
+                return Path::Avx512 { bf16 };
+            }
+        }
+        let _ = precision;
+        Path::Tract
+    }
+}
+
+/// `attend` on the given path.
+fn attend_on(
+    path: Path,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    bias: Option<ScoreBias>,
+    scale: f32,
+    out: Operand,
+) -> TractResult<()> {
     let [heads, n, d] = q.dims;
     let m = k.dims[1];
     ensure!(
@@ -309,9 +348,9 @@ pub fn attend(
         None => None,
     };
     #[cfg(target_arch = "x86_64")]
-    if precision.runs_bf16() {
+    if let Path::Avx512 { bf16 } = path {
         return each_head(heads, |h| {
-            bf16::head(h, &q, &k, &v, bias.as_ref(), scale, &out)
+            avx512::head(h, &q, &k, &v, bias.as_ref(), scale, &out, bf16)
         });
     }
     let kernels = Kernels::new(n, m, d)?;
@@ -858,19 +897,7 @@ mod tests {
         bias: Option<&Array3<f32>>,
         scale: f32,
         perm: [usize; 3],
-    ) -> Vec<Array2<f32>> {
-        run_in(q, k, v, bias, scale, perm, Precision::F32)
-    }
-
-    /// `run` in `precision`.
-    fn run_in(
-        q: &Array3<f32>,
-        k: &Array3<f32>,
-        v: &Array3<f32>,
-        bias: Option<&Array3<f32>>,
-        scale: f32,
-        perm: [usize; 3],
-        precision: Precision,
+        path: Path,
     ) -> Vec<Array2<f32>> {
         // Where each of (head, token, feature) sits once stored in `perm` order.
         let mut axes = [0; 3];
@@ -890,14 +917,14 @@ mod tests {
         let (h, n, d) = q.dim();
         let out_shape: Vec<usize> = perm.iter().map(|&a| [h, n, d][a]).collect();
         let out = Tensor::zero::<f32>(&out_shape).expect("output");
-        attend(
+        attend_on(
+            path,
             layout.operand(&qt).expect("q"),
             layout.operand(&kt).expect("k"),
             layout.operand(&vt).expect("v"),
             bt.as_ref()
                 .map(|b| ScoreBias::Added(layout.operand(b).expect("bias"))),
             scale,
-            precision,
             layout.operand(&out).expect("out"),
         )
         .expect("attention runs");
@@ -911,6 +938,17 @@ mod tests {
         (0..h)
             .map(|i| o.index_axis(tract_ndarray::Axis(0), i).to_owned())
             .collect()
+    }
+
+    /// Every path this CPU runs f32 attention on: tract's kernels, and the AVX-512 tiles
+    /// where it has AVX-512.
+    fn f32_paths() -> Vec<Path> {
+        let mut paths = vec![Path::Tract];
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available(false) {
+            paths.push(Path::Avx512 { bf16: false });
+        }
+        paths
     }
 
     /// The largest |got − want| over every head's values.
@@ -930,13 +968,15 @@ mod tests {
         let v = pseudo((h, m, d), 3);
         let b = pseudo((h, n, m), 4) * 3.0;
         let bias = with_bias.then_some(&b);
-        let got = run(&q, &k, &v, bias, 0.125, perm);
         let want = naive(&q, &k, &v, bias, 0.125);
-        let diff = max_diff(got.iter().map(|g| g.view()), &want);
-        assert!(
-            diff < 2e-5,
-            "h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}: max |diff| {diff}"
-        );
+        for path in f32_paths() {
+            let got = run(&q, &k, &v, bias, 0.125, perm, path);
+            let diff = max_diff(got.iter().map(|g| g.view()), &want);
+            assert!(
+                diff < 2e-5,
+                "{path:?} h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}: max |diff| {diff}"
+            );
+        }
     }
 
     fn check(h: usize, n: usize, m: usize, d: usize, with_bias: bool) {
@@ -1002,10 +1042,12 @@ mod tests {
             &[one.view(), one.view(), one.view()],
         )
         .expect("bias");
-        let got = run(&q, &k, &v, Some(&one), 0.3, [0, 1, 2]);
         let want = naive(&q, &k, &v, Some(&every), 0.3);
-        let diff = max_diff(got.iter().map(|g| g.view()), &want);
-        assert!(diff < 2e-5, "max |diff| {diff}");
+        for path in f32_paths() {
+            let got = run(&q, &k, &v, Some(&one), 0.3, [0, 1, 2], path);
+            let diff = max_diff(got.iter().map(|g| g.view()), &want);
+            assert!(diff < 2e-5, "{path:?}: max |diff| {diff}");
+        }
     }
 
     #[test]
@@ -1061,24 +1103,15 @@ mod tests {
         bias: Operand,
         gate: Operand,
         diagonals: bool,
-    ) -> TractResult<Tensor> {
-        gated_in([q, k, v], bias, gate, diagonals, Precision::F32)
-    }
-
-    /// `gated` in `precision`.
-    fn gated_in(
-        [q, k, v]: [&Tensor; 3],
-        bias: Operand,
-        gate: Operand,
-        diagonals: bool,
-        precision: Precision,
+        path: Path,
     ) -> TractResult<Tensor> {
         let plain = Layout {
             axes: [0, 1, 2],
             rank: 3,
         };
         let out = Tensor::zero::<f32>(q.shape())?;
-        attend(
+        attend_on(
+            path,
             plain.operand(q)?,
             plain.operand(k)?,
             plain.operand(v)?,
@@ -1088,7 +1121,6 @@ mod tests {
                 diagonals,
             }),
             0.125,
-            precision,
             plain.operand(&out)?,
         )?;
         Ok(out)
@@ -1137,12 +1169,16 @@ mod tests {
                 ),
                 (&query_major, plain.clone()),
             ];
-            for (bt, bias_layout) in layouts {
+            for ((bt, bias_layout), path) in layouts
+                .iter()
+                .flat_map(|l| f32_paths().into_iter().map(move |p| (l, p)))
+            {
                 let out = gated(
                     [&qt, &kt, &vt],
                     bias_layout.operand(bt).expect("bias"),
                     plain.operand(&gt).expect("gate"),
                     false,
+                    path,
                 )
                 .expect("attention runs");
                 let o = out.to_plain_array_view::<f32>().expect("f32");
@@ -1152,7 +1188,7 @@ mod tests {
                 let diff = max_diff(o.outer_iter(), &want);
                 assert!(
                     diff < 2e-5,
-                    "gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
+                    "{path:?} gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
                     bias_layout.axes
                 );
             }
@@ -1185,29 +1221,38 @@ mod tests {
             });
             let want = naive(&q, &k, &v, Some(&product), 0.125);
             let dt = diag.clone().into_tensor();
-            let out = gated(
-                [&qt, &kt, &vt],
-                plain.operand(&dt).expect("diagonals"),
-                plain.operand(&gt).expect("gate"),
-                true,
-            )
-            .expect("attention runs");
-            let o = out.to_plain_array_view::<f32>().expect("f32");
-            let o = o
-                .into_dimensionality::<tract_ndarray::Ix3>()
-                .expect("rank 3");
-            let diff = max_diff(o.outer_iter(), &want);
-            assert!(diff < 2e-5, "table heads {table_heads}: max |diff| {diff}");
+            for path in f32_paths() {
+                let out = gated(
+                    [&qt, &kt, &vt],
+                    plain.operand(&dt).expect("diagonals"),
+                    plain.operand(&gt).expect("gate"),
+                    true,
+                    path,
+                )
+                .expect("attention runs");
+                let o = out.to_plain_array_view::<f32>().expect("f32");
+                let o = o
+                    .into_dimensionality::<tract_ndarray::Ix3>()
+                    .expect("rank 3");
+                let diff = max_diff(o.outer_iter(), &want);
+                assert!(
+                    diff < 2e-5,
+                    "{path:?} table heads {table_heads}: max |diff| {diff}"
+                );
+            }
         }
         // Diagonals of the wrong length are refused, not read out of bounds.
         let short = pseudo((h, 1, n + m - 2), 26).into_tensor();
-        let refused = gated(
-            [&qt, &kt, &vt],
-            plain.operand(&short).expect("diagonals"),
-            plain.operand(&gt).expect("gate"),
-            true,
-        );
-        assert!(refused.is_err());
+        for path in f32_paths() {
+            let refused = gated(
+                [&qt, &kt, &vt],
+                plain.operand(&short).expect("diagonals"),
+                plain.operand(&gt).expect("gate"),
+                true,
+                path,
+            );
+            assert!(refused.is_err(), "{path:?}");
+        }
     }
 
     /// `x` rounded to bfloat16 (to nearest, ties to even), as an f32.
@@ -1275,10 +1320,26 @@ mod tests {
             let v = pseudo((h, m, d), 33);
             let b = pseudo((h, n, m), 34) * 3.0;
             let bias = with_bias.then_some(&b);
-            let got = run_in(&q, &k, &v, bias, 0.125, perm, Precision::Bf16);
+            let got = run(
+                &q,
+                &k,
+                &v,
+                bias,
+                0.125,
+                perm,
+                Path::for_precision(Precision::Bf16),
+            );
             let case = format!("h{h} n{n} m{m} d{d} bias {with_bias} layout {perm:?}");
             if !Precision::Bf16.runs_bf16() {
-                let f32_path = run(&q, &k, &v, bias, 0.125, perm);
+                let f32_path = run(
+                    &q,
+                    &k,
+                    &v,
+                    bias,
+                    0.125,
+                    perm,
+                    Path::for_precision(Precision::F32),
+                );
                 assert_eq!(got, f32_path, "{case}: not the f32 path");
                 continue;
             }
@@ -1321,12 +1382,12 @@ mod tests {
             rank: 3,
         };
         let [qt, kt, vt, gt, dt] = [q, k, v, g, diag].map(|a| a.into_tensor());
-        let out = gated_in(
+        let out = gated(
             [&qt, &kt, &vt],
             plain.operand(&dt).expect("diagonals"),
             plain.operand(&gt).expect("gate"),
             true,
-            Precision::Bf16,
+            Path::for_precision(Precision::Bf16),
         )
         .expect("attention runs");
         let o = out.to_plain_array_view::<f32>().expect("f32");

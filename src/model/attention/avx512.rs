@@ -1,16 +1,19 @@
-//! Attention's two products in bfloat16 on AVX-512 BF16, for models whose other products are
-//! already int8: twice the f32 kernels' multiply-adds per instruction, f32 sums and softmax.
+//! Attention's two products on AVX-512 register tiles: f32 with fused multiply-adds, or
+//! bfloat16 with `vdpbf16ps` (AVX-512 BF16) for models whose other products are int8.
 //!
-//! Q, K, V and the softmax's probabilities are rounded to bfloat16 (8 significant bits, round
-//! to nearest even) in pairs along the products' k axis, the layout `vdpbf16ps` multiplies:
-//! each 32-bit lane holds two consecutive k values, and one instruction adds both products to
-//! an f32 sum. The scores, the bias, the softmax and its normalisation stay in f32, as in
-//! `attend`'s f32 path; so does the block structure: 48 query rows at a time, their scores
-//! stored key-major (`p[j·48 + r]`) so the softmax runs on whole vectors of rows.
+//! Both work like `Kernels::head`'s path on tract's kernels: 48 query rows at a time, their
+//! scores stored key-major (`p[j·48 + r]`) so the softmax runs on whole vectors of rows, the
+//! normalisation applied as P·V's results are stored. Q·Kᵀ runs on tiles of 48 rows (three
+//! vectors) × 8 keys, P·V on tiles of 64 features (four vectors) × 6 rows: 24 sums in
+//! registers each, P·V's stored straight into the output rows. The operands are packed from
+//! the op's tensors with the rows a few ahead prefetched: Q and K rows lie a whole token row
+//! (all heads) apart, and waiting for them cost as much as the products.
 //!
-//! Q·Kᵀ runs on tiles of 48 rows (three vectors) × 8 keys, P·V on tiles of 64 features (four
-//! vectors) × 6 rows: both keep 24 sums in registers, and P·V's sums are stored straight into
-//! the output rows, normalised as they go.
+//! In bfloat16, Q, K, V and the softmax's exp values are rounded (to nearest, ties to even)
+//! in pairs along the products' k axis, the layout `vdpbf16ps` multiplies: each 32-bit lane
+//! holds two consecutive k values, and one instruction adds both products to an f32 sum —
+//! twice the f32 multiply-adds per instruction. Scores, bias, softmax and normalisation stay
+//! f32 in both.
 
 // Raw pointers into buffers this module sizes itself (the packed operands, the block's
 // scores) and into the op's output tensor, at offsets `attend` has checked against the
@@ -30,12 +33,15 @@ const LANES: usize = 48;
 const KEYS: usize = 8;
 /// Query rows per P·V tile.
 const ROWS: usize = 6;
+/// How many rows ahead the packing prefetches.
+const AHEAD: usize = 6;
 
-/// Whether this CPU has the instructions this module runs on.
-pub fn available() -> bool {
+/// Whether this CPU has the instructions of the f32 (`bf16` false) or bfloat16 path.
+pub fn available(bf16: bool) -> bool {
     std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512bw")
-        && std::is_x86_feature_detected!("avx512bf16")
+        && (!bf16
+            || std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512bf16"))
 }
 
 /// `x` rounded to bfloat16 (to nearest, ties to even), as its 16 bits.
@@ -66,8 +72,22 @@ impl Plain<'_> {
     }
 }
 
-/// One head: softmax(Q·Kᵀ·scale + bias)·V, Q and `out` (n, d), K and V (m, d), in bf16
-/// products (see the module's comment). `available` must be true.
+/// One head's operands, as `head` passes them to the kernels.
+struct Head<'a> {
+    h: usize,
+    q: Plain<'a>,
+    k: Plain<'a>,
+    v: Plain<'a>,
+    bias: Option<&'a Bias<'a>>,
+    added: Option<Plain<'a>>,
+    scale: f32,
+    out: Plain<'a>,
+    out_ptr: *mut f32,
+}
+
+/// One head: softmax(Q·Kᵀ·scale + bias)·V, Q and `out` (n, d), K and V (m, d), with f32 or
+/// (`bf16`) bfloat16 products; `available(bf16)` must be true.
+#[allow(clippy::too_many_arguments)]
 pub fn head(
     h: usize,
     q: &Operand,
@@ -76,109 +96,148 @@ pub fn head(
     bias: Option<&Bias>,
     scale: f32,
     out: &Operand,
+    bf16: bool,
 ) -> TractResult<()> {
-    ensure!(available(), "bf16 attention on a CPU without AVX-512 BF16");
-    let [_, n, d] = q.dims;
-    let m = k.dims[1];
-    let (q, k, v) = (q.plain()?, k.plain()?, v.plain()?);
+    ensure!(
+        available(bf16),
+        "AVX-512 attention on a CPU without its instructions"
+    );
     let added = match bias {
         Some(Bias::Added(b)) => Some(b.plain()?),
         _ => None,
     };
-    let dp = d.div_ceil(2);
-    let dv = d.div_ceil(16);
-    // K as tiles of KEYS keys: [tile][feature pair][key].
-    let tiles = m.div_ceil(KEYS);
-    let mut kp = vec![0u32; tiles * dp * KEYS];
-    let mut row = vec![0u32; dp];
-    for j in 0..m {
-        let (t, c) = (j / KEYS, j % KEYS);
-        // SAFETY: `available` holds; `row` has dp lanes.
-        unsafe { row_pairs(&k, h, j, d, &mut row) };
-        for (p, x) in row.iter().enumerate() {
-            kp[(t * dp + p) * KEYS + c] = *x;
+    let head = Head {
+        h,
+        q: q.plain()?,
+        k: k.plain()?,
+        v: v.plain()?,
+        bias,
+        added,
+        scale,
+        out: out.plain()?,
+        out_ptr: out.tensor.as_ptr::<f32>()? as *mut f32,
+    };
+    // SAFETY: the CPU has the path's instructions (checked above); `head`'s operands are
+    // the op's, their shapes checked by `attend`, and this head's output rows are written by
+    // this call alone.
+    unsafe {
+        if bf16 {
+            head_bf16(&head)
+        } else {
+            head_f32(&head)
         }
     }
-    // V as [key pair][feature], d padded to whole vectors.
-    let pairs = m.div_ceil(2);
-    let width = dv * 16;
-    let mut vp = vec![0u32; pairs * width];
-    for (jj, lanes) in vp.chunks_exact_mut(width).enumerate() {
-        // SAFETY: `available` holds; `lanes` has dv·16 ≥ d lanes.
-        unsafe { key_pairs(&v, h, 2 * jj, m, d, lanes) };
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn head_f32(head: &Head) -> TractResult<()> {
+    run::<false>(head)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn head_bf16(head: &Head) -> TractResult<()> {
+    run::<true>(head)
+}
+
+/// `head`'s work, compiled into each of the two callers above with their instructions: the
+/// k axis of both products in words of one f32 or (BF16) a pair of bfloat16 values.
+#[inline(always)]
+unsafe fn run<const BF16: bool>(x: &Head) -> TractResult<()> {
+    let h = x.h;
+    let [_, n, d] = x.q.dims;
+    let m = x.k.dims[1];
+    let per = |len: usize| if BF16 { len.div_ceil(2) } else { len };
+    // Words per row of Q and K along features, and rows of V (keys, or pairs of keys).
+    let (dw, kv) = (per(d), per(m));
+    let dv = d.div_ceil(16);
+    // K as tiles of KEYS keys: [tile][feature word][key].
+    let tiles = m.div_ceil(KEYS);
+    let mut kp = vec![0u32; tiles * dw * KEYS];
+    let mut row = vec![0u32; dw];
+    for j in 0..m {
+        let (t, c) = (j / KEYS, j % KEYS);
+        row_words::<BF16>(&x.k, h, j, d, &mut row);
+        for (w, word) in row.iter().enumerate() {
+            kp[(t * dw + w) * KEYS + c] = *word;
+        }
     }
-    let out_plain = out.plain()?;
-    let out_ptr = out.tensor.as_ptr::<f32>()? as *mut f32;
-    let mut qp = vec![0u32; dp * LANES];
+    // V as [key word][feature], d padded to whole vectors.
+    let width = dv * 16;
+    let mut vp = vec![0u32; kv * width];
+    for (jw, lanes) in vp.chunks_exact_mut(width).enumerate() {
+        if BF16 {
+            key_pairs(&x.v, h, 2 * jw, m, d, lanes);
+        } else {
+            row_words::<false>(&x.v, h, jw, d, &mut lanes[..d]);
+        }
+    }
+    let mut qp = vec![0u32; dw * LANES];
     let mut p = vec![0f32; m * LANES];
-    let mut pp = vec![0u32; pairs * LANES];
+    let mut pp = vec![0u32; if BF16 { kv * LANES } else { 0 }];
     let mut inv_sum = [0f32; LANES];
     let mut gates = [0f32; LANES];
+    let [_, s1, sf] = x.out.strides;
+    let base = x.out.index(h, 0, 0) as isize;
     for r0 in (0..n).step_by(LANES) {
         let rows = LANES.min(n - r0);
-        // The block's rows as [feature pair][row]; rows past n stay zero.
+        // The block's rows as [feature word][row]; rows past n stay zero.
         for r in 0..LANES {
             if r < rows {
-                // SAFETY: `available` holds; `row` has dp lanes.
-                unsafe { row_pairs(&q, h, r0 + r, d, &mut row) };
+                row_words::<BF16>(&x.q, h, r0 + r, d, &mut row);
             } else {
                 row.fill(0);
             }
-            for (p, x) in row.iter().enumerate() {
-                qp[p * LANES + r] = *x;
+            for (w, word) in row.iter().enumerate() {
+                qp[w * LANES + r] = *word;
             }
         }
-        // SAFETY: `available` holds; `qp` has dp·LANES lanes, `kp` dp·KEYS per tile, `p`
-        // m·LANES values.
-        unsafe { scores(&qp, &kp, dp, m, scale, &mut p) };
-        match bias {
+        scores::<BF16>(&qp, &kp, dw, m, x.scale, &mut p);
+        match x.bias {
             Some(Bias::Gated(b, g)) => add_gated_bias(&mut p, &mut gates, b, g, h, r0, rows),
             Some(Bias::Added(_)) => {
-                if let Some(b) = &added {
+                if let Some(b) = &x.added {
                     add_bias(&mut p, LANES, b, h, r0, rows)
                 }
             }
             None => {}
         }
         softmax_lanes(&mut p, LANES, &mut inv_sum)?;
-        // SAFETY: `available` holds; `pp` has ⌈m/2⌉·LANES lanes for `p`'s m·LANES values.
-        unsafe { to_pairs(&p, m, &mut pp) };
-        // Where output row r0 + r, feature f lands: out_ptr + row(r) + f·sf.
-        let [_, s1, sf] = out_plain.strides;
-        let base = out_plain.origin
-            + if out_plain.dims[0] == 1 {
-                0
-            } else {
-                h as isize * out_plain.strides[0]
-            };
+        let probs: &[u32] = if BF16 {
+            to_pairs(&p, m, &mut pp);
+            &pp
+        } else {
+            std::slice::from_raw_parts(p.as_ptr() as *const u32, p.len())
+        };
         let store = Store {
-            ptr: out_ptr,
+            ptr: x.out_ptr,
             base: base + r0 as isize * s1,
             row_stride: s1,
             feature_stride: sf,
             rows,
             d,
         };
-        // SAFETY: `available` holds; `vp` has ⌈m/2⌉ pair rows of dv·16 lanes and `pp` as
-        // above; `store` covers rows r0..r0 + rows of head h, inside the output tensor (its
-        // shape checked by `attend`), which no other head or block writes.
-        unsafe { weighted(&pp, &vp, pairs, dv, &inv_sum, &store) };
+        weighted::<BF16>(probs, &vp, kv, dv, &inv_sum, &store);
     }
     Ok(())
 }
 
-/// Row t of head h of `x` (d features) as dp = ⌈d/2⌉ pairs of consecutive features.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn row_pairs(x: &Plain, h: usize, t: usize, d: usize, out: &mut [u32]) {
-    debug_assert!(out.len() == d.div_ceil(2));
+/// Row t of head h of `x` (d features) as words: the values' bits, or (BF16) ⌈d/2⌉ pairs of
+/// consecutive features; the rows AHEAD further on are prefetched.
+#[inline(always)]
+unsafe fn row_words<const BF16: bool>(x: &Plain, h: usize, t: usize, d: usize, out: &mut [u32]) {
+    debug_assert!(out.len() == if BF16 { d.div_ceil(2) } else { d });
     if x.strides[2] != 1 {
-        for (p, o) in out.iter_mut().enumerate() {
-            let hi = if 2 * p + 1 < d {
-                x.at(h, t, 2 * p + 1)
+        for (w, o) in out.iter_mut().enumerate() {
+            *o = if BF16 {
+                let hi = if 2 * w + 1 < d {
+                    x.at(h, t, 2 * w + 1)
+                } else {
+                    0.0
+                };
+                pair(x.at(h, t, 2 * w), hi)
             } else {
-                0.0
+                x.at(h, t, w).to_bits()
             };
-            *o = pair(x.at(h, t, 2 * p), hi);
         }
         return;
     }
@@ -187,6 +246,12 @@ unsafe fn row_pairs(x: &Plain, h: usize, t: usize, d: usize, out: &mut [u32]) {
     // Rows are read one after another, each in its own cache lines: ask for a later one now.
     if t + AHEAD < x.dims[1] {
         prefetch(x, x.index(h, t + AHEAD, 0), d);
+    }
+    if !BF16 {
+        for (o, v) in out.iter_mut().zip(values) {
+            *o = v.to_bits();
+        }
+        return;
     }
     for (chunk, o) in values.chunks(16).zip(out.chunks_mut(8)) {
         let mask: __mmask16 = if chunk.len() == 16 {
@@ -203,13 +268,9 @@ unsafe fn row_pairs(x: &Plain, h: usize, t: usize, d: usize, out: &mut [u32]) {
     }
 }
 
-/// How many rows ahead `row_pairs` and `key_pairs` prefetch.
-const AHEAD: usize = 6;
-
 /// Asks for the cache lines of `len` values of `x` from `at` (all inside `x.values`).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn prefetch(x: &Plain, at: usize, len: usize) {
+#[inline(always)]
+unsafe fn prefetch(x: &Plain, at: usize, len: usize) {
     for i in (0..len).step_by(16) {
         if let Some(v) = x.values.get(at + i) {
             _mm_prefetch::<_MM_HINT_T0>(v as *const f32 as *const i8);
@@ -217,9 +278,9 @@ fn prefetch(x: &Plain, at: usize, len: usize) {
     }
 }
 
-/// Keys j and j + 1 of head h of `x` (m keys, d features) as pairs of keys, one per feature,
-/// into `out` (at least d lanes); key j + 1 is zero when j + 1 = m.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+/// Keys j and j + 1 of head h of `x` (m keys, d features) as bfloat16 pairs of keys, one
+/// per feature, into `out` (at least d lanes); key j + 1 is zero when j + 1 = m.
+#[inline(always)]
 unsafe fn key_pairs(x: &Plain, h: usize, j: usize, m: usize, d: usize, out: &mut [u32]) {
     debug_assert!(out.len() >= d);
     let second = j + 1 < m;
@@ -265,12 +326,11 @@ struct Store {
     d: usize,
 }
 
-/// V × B sums of pair products: sum (v, c) adds, for each of the k steps, lane by lane, the
-/// pair products of `a`'s vector v (at `a + step·a_step + 16v`) with the pair `b[step·b_step
-/// + c]` broadcast.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn tile<const V: usize, const B: usize>(
+/// V × B sums: for each of the k steps, sum (v, c) adds lane by lane the products of `a`'s
+/// vector v (at `a + step·a_step + 16v`) with the word `b[step·b_step + c]` broadcast — f32
+/// values, or (BF16) pairs of bfloat16 values whose two products both go into the sum.
+#[inline(always)]
+unsafe fn tile<const V: usize, const B: usize, const BF16: bool>(
     a: *const u32,
     a_step: usize,
     b: *const u32,
@@ -278,37 +338,54 @@ unsafe fn tile<const V: usize, const B: usize>(
     k: usize,
 ) -> [[__m512; B]; V] {
     let mut acc = [[_mm512_setzero_ps(); B]; V];
-    let zero = std::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512());
     for step in 0..k {
         let a_k = a.add(step * a_step);
-        let mut av = [zero; V];
+        let mut av = [_mm512_setzero_si512(); V];
         for (i, x) in av.iter_mut().enumerate() {
-            *x = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                a_k.add(16 * i) as *const _
-            ));
+            *x = _mm512_loadu_si512(a_k.add(16 * i) as *const _);
         }
         let b_k = b.add(step * b_step);
         // Column by column, each broadcast used by the V rows of sums (a register tile).
         #[allow(clippy::needless_range_loop)]
         for c in 0..B {
-            let bc =
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*b_k.add(c) as i32));
+            let bc = _mm512_set1_epi32(*b_k.add(c) as i32);
             for i in 0..V {
-                acc[i][c] = _mm512_dpbf16_ps(acc[i][c], av[i], bc);
+                acc[i][c] = if BF16 {
+                    _mm512_dpbf16_ps(
+                        acc[i][c],
+                        std::mem::transmute::<__m512i, __m512bh>(av[i]),
+                        std::mem::transmute::<__m512i, __m512bh>(bc),
+                    )
+                } else {
+                    _mm512_fmadd_ps(
+                        _mm512_castsi512_ps(av[i]),
+                        _mm512_castsi512_ps(bc),
+                        acc[i][c],
+                    )
+                };
             }
         }
     }
     acc
 }
 
-/// The block's scores Q·Kᵀ·scale into `p` (key-major, LANES rows per key), for m keys.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn scores(qp: &[u32], kp: &[u32], dp: usize, m: usize, scale: f32, p: &mut [f32]) {
-    debug_assert!(qp.len() >= dp * LANES && kp.len() >= m.div_ceil(KEYS) * dp * KEYS);
+/// The block's scores Q·Kᵀ·scale into `p` (key-major, LANES rows per key), for m keys, from
+/// `qp` ([word][row]) and `kp` ([tile][word][key]), dw words per row.
+#[inline(always)]
+unsafe fn scores<const BF16: bool>(
+    qp: &[u32],
+    kp: &[u32],
+    dw: usize,
+    m: usize,
+    scale: f32,
+    p: &mut [f32],
+) {
+    debug_assert!(qp.len() >= dw * LANES && kp.len() >= m.div_ceil(KEYS) * dw * KEYS);
     debug_assert!(p.len() >= m * LANES);
     let s = _mm512_set1_ps(scale);
     for t in 0..m.div_ceil(KEYS) {
-        let acc = tile::<3, KEYS>(qp.as_ptr(), LANES, kp.as_ptr().add(t * dp * KEYS), KEYS, dp);
+        let at = kp.as_ptr().add(t * dw * KEYS);
+        let acc = tile::<3, KEYS, BF16>(qp.as_ptr(), LANES, at, KEYS, dw);
         for c in 0..KEYS.min(m - t * KEYS) {
             let at = p.as_mut_ptr().add((t * KEYS + c) * LANES);
             for (i, sums) in acc.iter().enumerate() {
@@ -332,7 +409,7 @@ const INTERLEAVE: [u16; 32] = {
 
 /// The block's probabilities (key-major f32, m keys) as bf16 pairs of consecutive keys,
 /// [key pair][row]; an odd m's last pair has a zero high half.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline(always)]
 unsafe fn to_pairs(p: &[f32], m: usize, pp: &mut [u32]) {
     debug_assert!(p.len() >= m * LANES && pp.len() >= m.div_ceil(2) * LANES);
     let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
@@ -352,48 +429,48 @@ unsafe fn to_pairs(p: &[f32], m: usize, pp: &mut [u32]) {
     }
 }
 
-/// P·V for the block: out(r, f) = inv_sum[r] · Σⱼ P(r, j)·V(j, f), from `pp` ([key pair]
-/// [row]) and `vp` ([key pair][feature], dv vectors of features), for `pairs` key pairs.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn weighted(
-    pp: &[u32],
+/// P·V for the block: out(r, f) = inv_sum[r] · Σⱼ P(r, j)·V(j, f), from `probs` ([key
+/// word][row]) and `vp` ([key word][feature], dv vectors of features), for kv key words.
+#[inline(always)]
+unsafe fn weighted<const BF16: bool>(
+    probs: &[u32],
     vp: &[u32],
-    pairs: usize,
+    kv: usize,
     dv: usize,
     inv_sum: &[f32; LANES],
     store: &Store,
 ) {
-    debug_assert!(pp.len() >= pairs * LANES && vp.len() >= pairs * dv * 16);
+    debug_assert!(probs.len() >= kv * LANES && vp.len() >= kv * dv * 16);
     let width = dv * 16;
     let mut f0 = 0;
     while f0 < dv {
         let vecs = (dv - f0).min(4);
         for r0 in (0..store.rows).step_by(ROWS) {
-            let (a, b) = (vp.as_ptr().add(f0 * 16), pp.as_ptr().add(r0));
+            let (a, b) = (vp.as_ptr().add(f0 * 16), probs.as_ptr().add(r0));
             match vecs {
                 4 => put(
-                    &tile::<4, ROWS>(a, width, b, LANES, pairs),
+                    &tile::<4, ROWS, BF16>(a, width, b, LANES, kv),
                     f0,
                     r0,
                     inv_sum,
                     store,
                 ),
                 3 => put(
-                    &tile::<3, ROWS>(a, width, b, LANES, pairs),
+                    &tile::<3, ROWS, BF16>(a, width, b, LANES, kv),
                     f0,
                     r0,
                     inv_sum,
                     store,
                 ),
                 2 => put(
-                    &tile::<2, ROWS>(a, width, b, LANES, pairs),
+                    &tile::<2, ROWS, BF16>(a, width, b, LANES, kv),
                     f0,
                     r0,
                     inv_sum,
                     store,
                 ),
                 _ => put(
-                    &tile::<1, ROWS>(a, width, b, LANES, pairs),
+                    &tile::<1, ROWS, BF16>(a, width, b, LANES, kv),
                     f0,
                     r0,
                     inv_sum,
@@ -407,8 +484,7 @@ unsafe fn weighted(
 
 /// Stores a P·V tile: sums (i, c) are features (f0 + i)·16.. of block row r0 + c, scaled by
 /// the row's inverse sum; rows past `store.rows` and features past d are dropped.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline(always)]
 unsafe fn put<const V: usize>(
     acc: &[[__m512; ROWS]; V],
     f0: usize,
