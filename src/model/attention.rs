@@ -1,12 +1,15 @@
 //! Fused attention on the CPU: softmax(Q·Kᵀ·scale + bias)·V head by head, in row blocks that
-//! stay in cache, on tract's own matrix kernels — no heads × tokens × tokens tensor.
+//! stay in cache, on tract's matrix kernels or (AVX-512) register tiles of its own — no
+//! heads × tokens × tokens tensor.
 //!
 //! tract runs the two attention products of AST/BEATs as batched products of two activations
 //! that write (and page-fault in) a 70 MB score tensor per layer; this op computes a block of
 //! query rows at a time (scores → softmax → ·V) and normalises the softmax inside the second
 //! product's store. A block is as many rows as the kernel's tile is high, and its scores are
 //! stored in the kernel's own packed layout, so the softmax runs on whole vectors and P·V needs
-//! no packing. `fuse.rs` puts this op in place of the matched subgraph at load time.
+//! no packing. `fuse.rs` puts this op in place of the matched subgraph at load time. On a CPU
+//! with AVX-512 `avx512.rs` runs the same blocks on its own register tiles, in f32 or, for a
+//! quantised model (`Precision::Bf16`), in bfloat16.
 
 // tract-linalg's matrix-kernel entry points (`run`, `c_view`, `wrap`) are `unsafe fn`s: they
 // trust the caller for shapes and strides. Every call below passes tensors this module
