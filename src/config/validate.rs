@@ -38,26 +38,8 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         err("model.threads", "must be at least 1".into());
         NonZeroUsize::MIN
     });
-    let device = raw
-        .model
-        .device
-        .as_deref()
-        .unwrap_or("cpu")
-        .parse::<Device>()
-        .unwrap_or_else(|e| {
-            err("model.device", e);
-            Device::Cpu
-        });
-    let attention = raw
-        .model
-        .attention
-        .as_deref()
-        .unwrap_or("auto")
-        .parse::<Attention>()
-        .unwrap_or_else(|e| {
-            err("model.attention", e);
-            Attention::Auto
-        });
+    let device: Device = parsed(raw.model.device.as_deref(), "model.device", &mut err);
+    let attention: Attention = parsed(raw.model.attention.as_deref(), "model.attention", &mut err);
     let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
     let raw_layout = |err: &mut dyn FnMut(&str, String)| {
         let format = raw
@@ -461,6 +443,21 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
     } else {
         Err(errs)
     }
+}
+
+/// `value` parsed, or the type's default when it is absent or invalid (then reported under
+/// `key`).
+fn parsed<T: std::str::FromStr<Err = String> + Default>(
+    value: Option<&str>,
+    key: &str,
+    err: &mut dyn FnMut(&str, String),
+) -> T {
+    value
+        .map_or_else(|| Ok(T::default()), str::parse)
+        .unwrap_or_else(|e| {
+            err(key, e);
+            T::default()
+        })
 }
 
 #[cfg(test)]

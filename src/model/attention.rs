@@ -864,13 +864,28 @@ mod tests {
         bias: Option<&Array3<f32>>,
         scale: f32,
     ) -> Vec<Array2<f32>> {
+        naive_rounded(q, k, v, bias, scale, None)
+    }
+
+    /// `naive` with Q, K, V and each exp(s − max) rounded by `round` for the products, where
+    /// given; scores, softmax sums and normalisation unrounded.
+    fn naive_rounded(
+        q: &Array3<f32>,
+        k: &Array3<f32>,
+        v: &Array3<f32>,
+        bias: Option<&Array3<f32>>,
+        scale: f32,
+        round: Option<fn(f32) -> f32>,
+    ) -> Vec<Array2<f32>> {
+        let rounded = |a: &Array3<f32>| round.map_or_else(|| a.clone(), |r| a.mapv(r));
+        let (q, k, v) = (rounded(q), rounded(k), rounded(v));
         let (h, n, d) = q.dim();
         let m = k.dim().1;
         (0..h)
             .map(|h| {
                 let mut o = Array2::zeros((n, d));
                 for i in 0..n {
-                    let mut s: Vec<f64> = (0..m)
+                    let s: Vec<f64> = (0..m)
                         .map(|j| {
                             let dot: f64 = (0..d)
                                 .map(|e| q[(h, i, e)] as f64 * k[(h, j, e)] as f64)
@@ -879,11 +894,15 @@ mod tests {
                         })
                         .collect();
                     let mx = s.iter().copied().fold(f64::MIN, f64::max);
-                    s.iter_mut().for_each(|x| *x = (*x - mx).exp());
-                    let sum: f64 = s.iter().sum();
-                    for e in 0..d {
-                        o[(i, e)] =
-                            ((0..m).map(|j| s[j] * v[(h, j, e)] as f64).sum::<f64>() / sum) as f32;
+                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    let w: Vec<f64> = e
+                        .iter()
+                        .map(|&x| round.map_or(x, |r| r(x as f32) as f64))
+                        .collect();
+                    for f in 0..d {
+                        let dot: f64 = (0..m).map(|j| w[j] * v[(h, j, f)] as f64).sum();
+                        o[(i, f)] = (dot / sum) as f32;
                     }
                 }
                 o
@@ -1129,6 +1148,23 @@ mod tests {
         Ok(out)
     }
 
+    /// `gated`'s output against `want`: the largest |difference|.
+    fn gated_diff(
+        qkv: [&Tensor; 3],
+        bias: Operand,
+        gate: Operand,
+        diagonals: bool,
+        path: Path,
+        want: &[Array2<f32>],
+    ) -> f32 {
+        let out = gated(qkv, bias, gate, diagonals, path).expect("attention runs");
+        let o = out.to_plain_array_view::<f32>().expect("f32");
+        let o = o
+            .into_dimensionality::<tract_ndarray::Ix3>()
+            .expect("rank 3");
+        max_diff(o.outer_iter(), want)
+    }
+
     /// gate × bias, the bias stored key-major (the vector path) or query-major, the gate per
     /// head or one for all heads, against the plain implementation given the product.
     #[test]
@@ -1176,19 +1212,14 @@ mod tests {
                 .iter()
                 .flat_map(|l| f32_paths().into_iter().map(move |p| (l, p)))
             {
-                let out = gated(
+                let diff = gated_diff(
                     [&qt, &kt, &vt],
                     bias_layout.operand(bt).expect("bias"),
                     plain.operand(&gt).expect("gate"),
                     false,
                     path,
-                )
-                .expect("attention runs");
-                let o = out.to_plain_array_view::<f32>().expect("f32");
-                let o = o
-                    .into_dimensionality::<tract_ndarray::Ix3>()
-                    .expect("rank 3");
-                let diff = max_diff(o.outer_iter(), &want);
+                    &want,
+                );
                 assert!(
                     diff < 2e-5,
                     "{path:?} gate heads {gate_heads}, bias axes {:?}: max |diff| {diff}",
@@ -1225,19 +1256,14 @@ mod tests {
             let want = naive(&q, &k, &v, Some(&product), 0.125);
             let dt = diag.clone().into_tensor();
             for path in f32_paths() {
-                let out = gated(
+                let diff = gated_diff(
                     [&qt, &kt, &vt],
                     plain.operand(&dt).expect("diagonals"),
                     plain.operand(&gt).expect("gate"),
                     true,
                     path,
-                )
-                .expect("attention runs");
-                let o = out.to_plain_array_view::<f32>().expect("f32");
-                let o = o
-                    .into_dimensionality::<tract_ndarray::Ix3>()
-                    .expect("rank 3");
-                let diff = max_diff(o.outer_iter(), &want);
+                    &want,
+                );
                 assert!(
                     diff < 2e-5,
                     "{path:?} table heads {table_heads}: max |diff| {diff}"
@@ -1265,7 +1291,7 @@ mod tests {
     }
 
     /// `naive` with the bf16 path's roundings: Q, K, V and each exp(s − max) rounded to
-    /// bfloat16 for the products; scores, softmax sums and normalisation unrounded.
+    /// bfloat16 for the products.
     fn naive_bf16(
         q: &Array3<f32>,
         k: &Array3<f32>,
@@ -1273,34 +1299,7 @@ mod tests {
         bias: Option<&Array3<f32>>,
         scale: f32,
     ) -> Vec<Array2<f32>> {
-        let (q, k, v) = (q.mapv(bf16_round), k.mapv(bf16_round), v.mapv(bf16_round));
-        let (h, n, d) = q.dim();
-        let m = k.dim().1;
-        (0..h)
-            .map(|h| {
-                let mut o = Array2::zeros((n, d));
-                for i in 0..n {
-                    let s: Vec<f64> = (0..m)
-                        .map(|j| {
-                            let dot: f64 = (0..d)
-                                .map(|e| q[(h, i, e)] as f64 * k[(h, j, e)] as f64)
-                                .sum();
-                            dot * scale as f64 + bias.map_or(0.0, |b| b[(h, i, j)] as f64)
-                        })
-                        .collect();
-                    let mx = s.iter().copied().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for f in 0..d {
-                        let dot: f64 = (0..m)
-                            .map(|j| bf16_round(e[j] as f32) as f64 * v[(h, j, f)] as f64)
-                            .sum();
-                        o[(i, f)] = (dot / sum) as f32;
-                    }
-                }
-                o
-            })
-            .collect()
+        naive_rounded(q, k, v, bias, scale, Some(bf16_round))
     }
 
     /// The bf16 products against the plain implementation with the same roundings (where
@@ -1385,19 +1384,14 @@ mod tests {
             rank: 3,
         };
         let [qt, kt, vt, gt, dt] = [q, k, v, g, diag].map(|a| a.into_tensor());
-        let out = gated(
+        let diff = gated_diff(
             [&qt, &kt, &vt],
             plain.operand(&dt).expect("diagonals"),
             plain.operand(&gt).expect("gate"),
             true,
             Path::for_precision(Precision::Bf16),
-        )
-        .expect("attention runs");
-        let o = out.to_plain_array_view::<f32>().expect("f32");
-        let o = o
-            .into_dimensionality::<tract_ndarray::Ix3>()
-            .expect("rank 3");
-        let diff = max_diff(o.outer_iter(), &want);
+            &want,
+        );
         assert!(diff < 1e-3, "max |diff| {diff}");
     }
 
