@@ -12,7 +12,8 @@ close to the full model's on sounds that fit the window.
 
 The ONNX model takes normalised fbank features (1, frames, 128) and returns logits
 (1, labels). onnxruntime must agree with PyTorch within 1e-4 or nothing is written.
---int8 also writes <out>-int8 (onnxruntime dynamic quantisation).
+--int8 also writes <out>-int8 (onnxruntime dynamic quantisation; the patch embedding and the
+first layer stay fp32 unless --int8-keep-fp32 says otherwise).
 """
 
 import argparse
@@ -120,6 +121,9 @@ def main():
     p.add_argument("--int8", action="store_true")
     p.add_argument("--int8-attention", action="store_true",
                    help="with --int8: quantise the attention products too (default: weights only)")
+    p.add_argument("--int8-keep-fp32", nargs="*", metavar="NAME", default=list(ec.KEEP_FP32),
+                   help="with --int8: leave the products whose node names contain one of these in "
+                        "fp32 (default: %(default)s; give the option alone to quantise them all)")
     p.add_argument("--fixture", action="store_true",
                    help="also save input.npy / expected.npy (onnxruntime output) in the folder")
     args = p.parse_args()
@@ -139,6 +143,7 @@ def main():
             f"random-weight AST, hidden {args.hidden}, {args.layers} layers, seed {args.seed}")
     ec.write_model_folders(out, name=name, description=desc, labels=labels, inputs=inputs,
                            outputs=outs, int8=args.int8, fixture=args.fixture,
+                           int8_keep_fp32=tuple(args.int8_keep_fp32),
                            int8_attention=args.int8_attention,
                            fbank={"window": "hanning", "waveform_scale": 1.0},
                            normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,

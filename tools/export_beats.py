@@ -94,6 +94,9 @@ def main():
     p.add_argument("--frames", type=int, default=998, help="window length (10 s = 998 frames)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--int8", action="store_true")
+    p.add_argument("--int8-keep-fp32", nargs="*", metavar="NAME", default=list(ec.KEEP_FP32),
+                   help="with --int8: leave the products whose node names contain one of these in "
+                        "fp32 (default: %(default)s; give the option alone to quantise them all)")
     p.add_argument("--fixture", action="store_true")
     args = p.parse_args()
 
@@ -124,6 +127,7 @@ def main():
     name = args.name or out.name
     ec.write_model_folders(out, name=name, description=desc, labels=labels, inputs=inputs,
                            outputs=outs, int8=args.int8, fixture=args.fixture,
+                           int8_keep_fp32=tuple(args.int8_keep_fp32),
                            fbank={"window": "povey", "waveform_scale": 32768.0},
                            normalize={"mean": BEATS_MEAN, "std": BEATS_STD},
                            window_frames=args.frames, output="none", dynamic_frames=True)
