@@ -43,6 +43,20 @@ fn tract_int8_stays_close_to_onnxruntime_int8() {
     }
 }
 
+/// Whether this CPU runs attention's bfloat16 products (AVX-512 BF16).
+fn bf16_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// By default a quantised model's attention products run in bfloat16 where the CPU has
 /// AVX-512 BF16 (`model.attention = "auto"`): its scores (sigmoid of the logits) leave
 /// onnxruntime int8's by far less than the int8 path's 0.02 budget. Elsewhere they are the
@@ -53,6 +67,9 @@ fn int8_with_bf16_attention_stays_within_the_score_budget() {
     for name in ["tiny-ast-int8", "tiny-beats-int8"] {
         let dir = fixture(&format!("models/{name}"));
         let model = Model::load_on(&dir, 1, Device::Cpu, Attention::Auto).expect("model");
+        assert_eq!(model.attention(), if bf16_cpu() { "bf16" } else { "f32" });
+        let exact = Model::load_on(&dir, 1, Device::Cpu, Attention::F32).expect("model");
+        assert_eq!(exact.attention(), "f32");
         let (_, input) = read_npy(&format!("models/{name}/input.npy"));
         let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
         let got = model.raw_outputs(&input).expect("inference");
@@ -64,6 +81,9 @@ fn int8_with_bf16_attention_stays_within_the_score_budget() {
         println!("{name:>16}: bf16 attention vs onnxruntime int8, max score |diff| {diff:.2e}");
         assert!(diff <= 0.01, "{name}: {diff}");
     }
+    // An fp32 model keeps f32 attention.
+    let fp32 = Model::load_on(&fixture("models/tiny-ast"), 1, Device::Cpu, Attention::Auto);
+    assert_eq!(fp32.expect("model").attention(), "f32");
 }
 
 /// Copies a fixture model folder into a temp dir so a test can break it.

@@ -59,6 +59,7 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         model = model.name(),
         sensor = %cfg.sensor_id,
         device = %model.device(),
+        attention = model.attention(),
         threads = cfg.threads.get(),
         mqtt = cfg.mqtt.url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "off".into()),
         "run started"

@@ -156,6 +156,12 @@ impl Model {
         self.runtime.device()
     }
 
+    /// The arithmetic of the attention products as they run: "bf16" (a quantised model with
+    /// `model.attention = "auto"` on a CPU with AVX-512 BF16) or "f32".
+    pub fn attention(&self) -> &'static str {
+        self.runtime.attention()
+    }
+
     /// The model's name from its manifest.
     pub fn name(&self) -> &str {
         &self.manifest.name

@@ -84,6 +84,7 @@ pub struct Runtime {
     outputs: usize,
     executor: Executor,
     device: Device,
+    bf16_attention: bool,
 }
 
 impl Runtime {
@@ -156,7 +157,7 @@ impl Runtime {
                 })
             }
         };
-        let (plan, device) = prepare(model, device, attention)
+        let (plan, device, bf16_attention) = prepare(model, device, attention)
             .map_err(|e| err("optimising for the manifest's input shape", e))?;
         let state = plan
             .spawn()
@@ -173,12 +174,22 @@ impl Runtime {
             outputs,
             executor,
             device,
+            bf16_attention,
         })
     }
 
     /// The device inference actually runs on (the CPU when CUDA was asked for but is absent).
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The arithmetic of the attention products as they run: "bf16" or "f32".
+    pub fn attention(&self) -> &'static str {
+        if self.bf16_attention {
+            "bf16"
+        } else {
+            "f32"
+        }
     }
 
     /// Number of scores per window.
@@ -235,17 +246,27 @@ pub struct Rewrites {
     pub split_convs: usize,
     /// Layer norms' mean, centring and RMS scaling fused into one pass per row.
     pub layer_norms: usize,
+    /// Fused attention blocks whose products run in bfloat16 on this CPU.
+    pub bf16_attention: usize,
 }
 
 /// The load-time rewrites of a decluttered model for tract's CPU runtime, before it is
 /// optimised: fused attention, the int8 products' scaled casts, large grouped int8
 /// convolutions split per group, fused layer norms.
 pub fn rewrite_for_cpu(model: &mut TypedModel, attention: Attention) -> TractResult<Rewrites> {
+    let fused = super::fuse::fuse_attention(model, attention)?;
+    let bf16_attention = model
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<super::attention::FusedAttention>())
+        .filter(|op| op.precision.runs_bf16())
+        .count();
     Ok(Rewrites {
-        attention: super::fuse::fuse_attention(model, attention)?,
+        attention: fused,
         scaled_casts: super::dequant::fuse_scaled_casts(model)?,
         split_convs: super::groups::split_grouped_convs(model)?,
         layer_norms: super::norm::fuse_layer_norms(model)?,
+        bf16_attention,
     })
 }
 
@@ -255,10 +276,10 @@ fn prepare(
     model: TypedModel,
     device: Device,
     attention: Attention,
-) -> TractResult<(Box<dyn Runnable>, Device)> {
+) -> TractResult<(Box<dyn Runnable>, Device, bool)> {
     if device == Device::Cuda {
         match cuda_runtime() {
-            Ok(rt) => return Ok((rt.prepare(model)?, Device::Cuda)),
+            Ok(rt) => return Ok((rt.prepare(model)?, Device::Cuda, false)),
             Err(why) => {
                 tracing::warn!(reason = %why, "model.device = \"cuda\" unavailable; running on the CPU")
             }
@@ -270,6 +291,7 @@ fn prepare(
     Ok((
         Box::new(model.into_optimized()?.into_runnable()?),
         Device::Cpu,
+        done.bf16_attention > 0,
     ))
 }
 
