@@ -29,11 +29,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("fbank") => {
-            let bytes = std::fs::read(&args[2])?;
-            let x: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let x = read_f32(&args[2])?;
             let bins: usize = args[3].parse()?;
             let iters: usize = args[4].parse()?;
             let cfg = FbankConfig {
@@ -65,11 +61,7 @@ fn main() -> anyhow::Result<()> {
                 soundsentry::model::Device::Cpu,
                 attention()?,
             )?;
-            let bytes = std::fs::read(&args[3])?;
-            let x: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let x = read_f32(&args[3])?;
             let len = model.manifest.window_frames * model.manifest.fbank.mel_bins;
             anyhow::ensure!(
                 !x.is_empty() && x.len().is_multiple_of(len),
@@ -380,4 +372,12 @@ fn attention() -> anyhow::Result<soundsentry::model::Attention> {
         .unwrap_or_else(|_| "auto".into())
         .parse()
         .map_err(anyhow::Error::msg)
+}
+
+/// A file of little-endian f32 values.
+fn read_f32(path: &str) -> anyhow::Result<Vec<f32>> {
+    Ok(std::fs::read(path)?
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }

@@ -424,6 +424,17 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// `x` rounded to bfloat16 (to nearest, ties to even, as `vcvtneps2bf16`), as its 16 bits;
+/// a NaN stays a NaN.
+#[cfg(any(target_arch = "x86_64", test))]
+fn bf16(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return (b >> 16) | 0x40;
+    }
+    (b + 0x7fff + ((b >> 16) & 1)) >> 16
+}
+
 /// Adds bias(h, r0 + r, j) to the block's score of row r and key j, stored at
 /// `p[j·lanes + r]`, for the block's `rows` rows.
 fn add_bias(p: &mut [f32], lanes: usize, bias: &Plain, h: usize, r0: usize, rows: usize) {
@@ -1284,10 +1295,9 @@ mod tests {
         }
     }
 
-    /// `x` rounded to bfloat16 (to nearest, ties to even), as an f32.
+    /// `x` rounded to bfloat16 as the bf16 path rounds it, as an f32.
     fn bf16_round(x: f32) -> f32 {
-        let b = x.to_bits();
-        f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
+        f32::from_bits(bf16(x) << 16)
     }
 
     /// `naive` with the bf16 path's roundings: Q, K, V and each exp(s − max) rounded to
@@ -1405,5 +1415,7 @@ mod tests {
             bf16_round(1.0 + 2f32.powi(-8) + 2f32.powi(-20)),
             1.0 + 2f32.powi(-7)
         );
+        assert!(bf16_round(f32::NAN).is_nan());
+        assert_eq!(bf16_round(-2.5), -2.5);
     }
 }

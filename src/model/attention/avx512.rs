@@ -25,7 +25,7 @@ use std::arch::x86_64::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::{add_bias, add_gated_bias, softmax_lanes, Bias, Operand, Plain};
+use super::{add_bias, add_gated_bias, bf16, softmax_lanes, Bias, Operand, Plain};
 
 /// Query rows per block: three vectors of f32.
 const LANES: usize = 48;
@@ -42,15 +42,6 @@ pub fn available(bf16: bool) -> bool {
         && (!bf16
             || std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512bf16"))
-}
-
-/// `x` rounded to bfloat16 (to nearest, ties to even), as its 16 bits.
-fn bf16(x: f32) -> u32 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return (b >> 16) | 0x40;
-    }
-    (b + 0x7fff + ((b >> 16) & 1)) >> 16
 }
 
 /// Two values as one pair lane: `lo` in the low half (the even k), `hi` in the high half.
@@ -192,14 +183,10 @@ unsafe fn run<const BF16: bool>(x: &Head) -> TractResult<()> {
             }
         }
         scores::<BF16>(&qp, &kp, dw, m, x.scale, &mut p);
-        match x.bias {
-            Some(Bias::Gated(b, g)) => add_gated_bias(&mut p, &mut gates, b, g, h, r0, rows),
-            Some(Bias::Added(_)) => {
-                if let Some(b) = &x.added {
-                    add_bias(&mut p, LANES, b, h, r0, rows)
-                }
-            }
-            None => {}
+        match (x.bias, &x.added) {
+            (Some(Bias::Gated(b, g)), _) => add_gated_bias(&mut p, &mut gates, b, g, h, r0, rows),
+            (_, Some(b)) => add_bias(&mut p, LANES, b, h, r0, rows),
+            _ => {}
         }
         softmax_lanes(&mut p, LANES, &mut inv_sum)?;
         let probs: &[u32] = if BF16 {
