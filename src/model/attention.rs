@@ -31,10 +31,9 @@ use tract_onnx::tract_core::internal::*;
 mod avx512;
 
 /// The arithmetic of attention's two products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// f32 throughout, as the graph computes it.
-    #[default]
     F32,
     /// Q, K, V and the probabilities rounded to bfloat16 for the products, f32 sums, scores
     /// and softmax (`bf16.rs`) where the CPU has AVX-512 BF16; f32 elsewhere.

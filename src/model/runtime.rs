@@ -66,15 +66,6 @@ impl std::str::FromStr for Attention {
     }
 }
 
-impl std::fmt::Display for Attention {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::F32 => "f32",
-        })
-    }
-}
-
 /// A run state of an optimised tract plan for a fixed input shape (1, frames, mel_bins), kept
 /// between windows (the state holds its plan).
 pub struct Runtime {
