@@ -317,10 +317,8 @@ pub fn capture(
                 last_data = Instant::now();
             }
             if filled == want {
-                let mono: Vec<f32> = buf
-                    .chunks_exact(open.channels)
-                    .map(|f| f.iter().sum::<f32>() / open.channels as f32)
-                    .collect();
+                let mut mono = Vec::with_capacity(frames);
+                crate::audio::downmix_into(&buf, open.channels, &mut mono);
                 if let Err(crossbeam_channel::TrySendError::Full(_)) = tx.try_send(Ok(mono)) {
                     health.overruns_total.fetch_add(1, Ordering::Relaxed);
                 }

@@ -213,6 +213,12 @@ pub fn run(
                 }
             }
             notify.analysis_tick(window_tx.is_empty());
+            // The output thread ends early only on an error (stdout closed): then the run ends
+            // with it, rather than analyse on with nowhere to say what it hears.
+            if writer.is_finished() {
+                shutdown.store(true, Ordering::Relaxed);
+                break;
+            }
             if Instant::now() >= next_stats_log {
                 next_stats_log = Instant::now() + std::time::Duration::from_secs(60);
                 let (p50, p95) = health.inference_percentiles();
@@ -222,19 +228,26 @@ pub fn run(
                     events_total = health.events_total.load(Ordering::Relaxed),
                     overruns_total = health.source.overruns_total.load(Ordering::Relaxed),
                     source_restarts_total = health.source.restarts_total.load(Ordering::Relaxed),
+                    nonfinite_samples_total = crate::audio::nonfinite_total(),
                     inference_ms_p50 = p50.map(|v| format!("{v:.1}")).unwrap_or_default(),
                     inference_ms_p95 = p95.map(|v| format!("{v:.1}")).unwrap_or_default(),
+                    outbox = mqtt
+                        .as_ref()
+                        .map(|m| outbox_status(&m.outbox_state()))
+                        .unwrap_or_default(),
                     "stats"
                 );
             }
             if Instant::now() >= next_status {
                 next_status = Instant::now() + std::time::Duration::from_secs(10);
+                let outbox = mqtt.as_ref().map(Mqtt::outbox_state);
                 notify.status(&format!(
-                    "windows {} (skipped {}), events {}, overruns {}",
+                    "windows {} (skipped {}), events {}, overruns {}{}",
                     health.windows_total.load(Ordering::Relaxed),
                     health.windows_skipped_total.load(Ordering::Relaxed),
                     health.events_total.load(Ordering::Relaxed),
                     health.source.overruns_total.load(Ordering::Relaxed),
+                    outbox.as_ref().map(outbox_status).unwrap_or_default(),
                 ));
             }
         }
@@ -428,8 +441,8 @@ struct Sinks<'a> {
 }
 
 /// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
-/// outbox (on disk when this returns) before it is printed; a failing outbox stops the run
-/// rather than lose events silently.
+/// queue (the outbox on disk, or memory while the outbox cannot be written) before it is
+/// printed. Nothing the queue does stops this thread or stdout.
 fn write_lines(
     out: impl Write,
     rx: crossbeam_channel::Receiver<Line>,
@@ -443,7 +456,7 @@ fn write_lines(
                 seq += 1;
                 e.seq = seq;
                 if let Some(m) = sinks.mqtt {
-                    m.event(&e)?;
+                    m.event(&e);
                 }
                 if sinks.events {
                     serde_json::to_writer(&mut out, &e)?;
@@ -452,7 +465,7 @@ fn write_lines(
             }
             Line::Level(r) => {
                 if let Some(m) = sinks.mqtt {
-                    m.level(&r)?;
+                    m.level(&r);
                 }
                 if sinks.levels {
                     serde_json::to_writer(&mut out, &r)?;
@@ -474,6 +487,17 @@ fn write_lines(
         }
     }
     Ok(out.flush()?)
+}
+
+/// The outbox's part of the service status: empty while it is fine.
+fn outbox_status(s: &crate::mqtt::StoreState) -> String {
+    match &s.problem {
+        None => String::new(),
+        Some(why) => format!(
+            "; MQTT outbox full/unwritable ({why}): {} in memory, {} lost",
+            s.in_memory, s.lost_total
+        ),
+    }
 }
 
 fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {

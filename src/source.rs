@@ -167,17 +167,13 @@ fn send_live(piece: Vec<f32>, tx: &Sender<Chunk>, health: &SourceHealth) {
 
 fn mono(bytes: &[u8], layout: RawLayout) -> Vec<f32> {
     let w = layout.format.bytes();
-    let ch = layout.channels as usize;
-    bytes
-        .chunks_exact(w * ch)
-        .map(|frame| {
-            frame
-                .chunks_exact(w)
-                .map(|s| layout.format.sample(s))
-                .sum::<f32>()
-                / ch as f32
-        })
-        .collect()
+    let samples: Vec<f32> = bytes
+        .chunks_exact(w)
+        .map(|s| layout.format.sample(s))
+        .collect();
+    let mut out = Vec::with_capacity(samples.len() / layout.channels.max(1) as usize);
+    crate::audio::downmix_into(&samples, layout.channels as usize, &mut out);
+    out
 }
 
 /// Restart delays of a `command` source.

@@ -487,3 +487,83 @@ fn levels_reach_mqtt_with_home_assistant_sensors_and_the_limit_state() {
             .expect("JSON");
     assert_eq!(limit["device_class"], "problem");
 }
+
+/// Issue 25 (2): one NaN or infinite sample used to poison the weighting filters, and every
+/// later interval read -297 dB. Now such samples are silence, counted and logged once.
+#[test]
+fn issue_25_one_nan_sample_does_not_poison_the_level_meter() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rate = 48_000;
+    let clean = sine(rate, 1000.0, 0.1, 6.0);
+    let mut bad = clean.clone();
+    bad[rate as usize / 2] = f32::NAN;
+    bad[rate as usize + 7] = f32::INFINITY;
+    let clean = levels_of(
+        &wav(dir.path(), "clean.wav", rate, &clean),
+        &["--interval", "1s"],
+    );
+    let bad_file = wav(dir.path(), "nan.wav", rate, &bad);
+    let out = run_ok(
+        bin()
+            .arg("levels")
+            .arg(&bad_file)
+            .args(["--interval", "1s"]),
+    );
+    let poisoned = json_lines(&out);
+    assert_eq!(poisoned.len(), clean.len());
+    // The seconds after the bad samples read what the clean signal reads.
+    for (c, p) in clean.iter().zip(&poisoned).skip(2) {
+        assert!((num(c, "laeq") - num(p, "laeq")).abs() < 0.01, "{c} vs {p}");
+    }
+    assert!(poisoned.iter().all(|r| num(r, "laeq").is_finite()));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("non-finite audio samples").count(), 1, "{log}");
+
+    // The same through a live f32le stream on stdin into `run` with levels on.
+    let cfg = dir.path().join("stdin.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {:?}\n[source]\nkind = \"stdin\"\nformat = \"f32le\"\nrate = {rate}\n\
+             channels = 1\n[levels]\nenabled = true\ninterval = \"1s\"\n",
+            repo("models/sitehome-tiny-ast")
+        ),
+    )
+    .expect("config");
+    let mut daemon = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let bytes: Vec<u8> = bad.iter().flat_map(|x| x.to_le_bytes()).collect();
+    {
+        use std::io::Write;
+        let mut stdin = daemon.stdin.take().expect("stdin");
+        for piece in bytes.chunks(rate as usize / 10 * 4) {
+            stdin.write_all(piece).expect("feed");
+            // A live stream: the source drops what the analysis cannot take, so pace it.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let out = daemon.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "level")
+        .collect();
+    assert!(live.len() >= 5, "{live:?}");
+    let tail = &live[2..];
+    let want = num(&clean[3], "laeq");
+    for r in tail.iter().filter(|r| num(r, "interval_s") == 1.0) {
+        assert!((num(r, "laeq") - want).abs() < 0.05, "{r} vs {want}");
+    }
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("nonfinite_samples_total=2"), "{log}");
+}

@@ -174,7 +174,7 @@ impl Subscriber {
     }
 
     /// Event payloads received, parsed.
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.lines()
             .into_iter()
             .filter(|(t, _)| t.ends_with("/event"))
@@ -215,7 +215,7 @@ pub(crate) fn retained(port: u16, topic: &str, extra: &[&str]) -> BTreeMap<Strin
 }
 
 /// A config on the default model with the demo's detection settings and an `[mqtt]` table.
-fn config(dir: &Path, audio: &str, mqtt: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, audio: &str, mqtt: &str) -> PathBuf {
     let cfg = dir.join("soundsentry.toml");
     let text = format!(
         "sensor_id = \"test-site\"\n[model]\npath = {:?}\n[source]\npath = {:?}\n\
@@ -239,7 +239,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// (id, seq) of each event, the identity a subscriber dedupes on.
-fn ids(events: &[Value]) -> Vec<(String, u64)> {
+pub(crate) fn ids(events: &[Value]) -> Vec<(String, u64)> {
     events
         .iter()
         .map(|e| {
@@ -252,7 +252,7 @@ fn ids(events: &[Value]) -> Vec<(String, u64)> {
 }
 
 /// Keeps the first copy of each (id, seq).
-fn dedupe(events: Vec<Value>) -> Vec<Value> {
+pub(crate) fn dedupe(events: Vec<Value>) -> Vec<Value> {
     let mut seen = std::collections::HashSet::new();
     events
         .into_iter()

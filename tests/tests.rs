@@ -10,5 +10,6 @@ mod fbank_parity;
 mod levels;
 mod model_parity;
 mod mqtt;
+mod outbox_disk;
 mod signals;
 mod sources;

@@ -111,3 +111,39 @@ pub fn read_stdout(child: &mut std::process::Child) -> std::thread::JoinHandle<S
         s
     })
 }
+
+/// A tmpfs of `kib` KiB mounted on a fresh temp dir (the tests run as root), unmounted on drop.
+pub struct TinyDisk(pub tempfile::TempDir);
+
+impl TinyDisk {
+    pub fn mount(kib: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a tmpfs failed: these tests run as root");
+        Self(dir)
+    }
+
+    /// Fills the rest of the disk with a file `filler`.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.path().join("filler")).expect("filler");
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+    }
+
+    pub fn free(&self) {
+        std::fs::remove_file(self.0.path().join("filler")).expect("remove filler");
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}

@@ -1,23 +1,28 @@
 //! Audio in: decode files (WAV, FLAC, Ogg/Vorbis), downmix to mono, resample to the model rate.
 
 mod decode;
+mod finite;
 mod resample;
 
 pub use decode::{AudioError, AudioFile};
+pub use finite::{nonfinite_total, replace_nonfinite};
 pub use resample::{ResampleError, Resampler};
 
-/// Averages interleaved frames of `channels` channels into mono, appending to `out`.
+/// Averages interleaved frames of `channels` channels into mono, appending to `out`;
+/// non-finite samples become silence (see [`replace_nonfinite`]).
 pub fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
+    let start = out.len();
     if channels <= 1 {
         out.extend_from_slice(interleaved);
-        return;
+    } else {
+        let scale = 1.0 / channels as f32;
+        out.extend(
+            interleaved
+                .chunks_exact(channels)
+                .map(|f| f.iter().sum::<f32>() * scale),
+        );
     }
-    let scale = 1.0 / channels as f32;
-    out.extend(
-        interleaved
-            .chunks_exact(channels)
-            .map(|f| f.iter().sum::<f32>() * scale),
-    );
+    replace_nonfinite(&mut out[start..]);
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         windows_total = stats.windows_total,
         windows_skipped_total = stats.windows_skipped_total,
         events_total = stats.events_total,
+        nonfinite_samples_total = crate::audio::nonfinite_total(),
         "run finished"
     );
     Ok(())

@@ -3,11 +3,14 @@
 //!
 //! The output thread hands events to [`Mqtt::event`], which writes them to the outbox and
 //! returns; the publisher thread (`publisher.rs`) sends the outbox in order and removes what
-//! the broker acknowledged. A slow or absent broker therefore never holds up the analysis.
+//! the broker acknowledged. A slow or absent broker therefore never holds up the analysis,
+//! and neither does a full or failing disk: the queue (`store.rs`) then keeps messages in
+//! memory, bounded, until the outbox can be written again.
 
 mod outbox;
 mod publisher;
 mod settings;
+mod store;
 mod topics;
 
 use std::collections::VecDeque;
@@ -17,6 +20,7 @@ use std::time::Instant;
 
 pub use outbox::{Caps, Kind, Message, Outbox, OutboxError};
 pub use settings::{default_outbox, BrokerUrl, MqttSettings, Secret};
+pub use store::{Store, StoreState, MEMORY_BYTES, MEMORY_MESSAGES, RETRY};
 pub use topics::Topics;
 
 use crate::detect::Event;
@@ -92,7 +96,7 @@ pub struct Entities {
 
 /// What the publisher thread and the producers share.
 struct Shared {
-    outbox: Mutex<Outbox>,
+    outbox: Mutex<Store>,
     /// Signalled when something is queued or shutdown is asked.
     wake: Condvar,
     stop: AtomicBool,
@@ -131,7 +135,7 @@ impl Mqtt {
             max_messages: settings.outbox_max_messages,
             max_bytes: settings.outbox_max_bytes,
         };
-        let mut outbox = Outbox::open(&settings.outbox, caps)?;
+        let mut outbox = Store::open(&settings.outbox, caps)?;
         let left = outbox.len();
         if left > 0 {
             tracing::info!(
@@ -152,7 +156,7 @@ impl Mqtt {
             .chain(&entities.limits)
             .map(|(_, slug)| topics.state_message(slug, "OFF"))
             .collect();
-        note_dropped(&outbox.push(&initial)?);
+        note_dropped(&outbox.push(&initial));
         let shared = Arc::new(Shared {
             outbox: Mutex::new(outbox),
             wake: Condvar::new(),
@@ -180,21 +184,26 @@ impl Mqtt {
         })
     }
 
-    /// Queues an event (and the label state it changes) durably; returns once it is on disk.
-    pub fn event(&self, e: &Event) -> Result<(), OutboxError> {
+    /// Queues an event (and the label state it changes); returns once it is on disk, or in
+    /// memory when the outbox cannot be written (see [`Store`]). Never fails.
+    pub fn event(&self, e: &Event) {
         self.push(&self.topics.event_messages(e))
     }
 
-    fn push(&self, messages: &[Message]) -> Result<(), OutboxError> {
-        let dropped = self.lock().push(messages)?;
+    fn push(&self, messages: &[Message]) {
+        let dropped = self.lock().push(messages);
         note_dropped(&dropped);
         self.shared.wake.notify_all();
-        Ok(())
     }
 
     /// Queues a level report (not retained; the first kind dropped when the outbox is full).
-    pub fn level(&self, report: &crate::levels::LevelReport) -> Result<(), OutboxError> {
+    pub fn level(&self, report: &crate::levels::LevelReport) {
         self.push(&[self.topics.level_message(report)])
+    }
+
+    /// Whether the outbox can be written, what waits in memory, what was lost.
+    pub fn outbox_state(&self) -> StoreState {
+        self.lock().state()
     }
 
     /// Offers a scores message; dropped if the publisher is behind or not connected.
@@ -210,7 +219,7 @@ impl Mqtt {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Outbox> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
         self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 

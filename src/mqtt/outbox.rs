@@ -124,28 +124,47 @@ impl Outbox {
     /// Appends messages in one durable transaction (on disk when this returns), dropping the
     /// oldest ones first if the caps are exceeded. Returns the messages dropped, by kind.
     pub fn push(&mut self, messages: &[Message]) -> Result<Vec<(Kind, u64)>, OutboxError> {
+        let keyed: Vec<(u64, Message)> = (self.next..).zip(messages.iter().cloned()).collect();
+        self.push_keyed(&keyed)
+    }
+
+    /// The key the next [`Outbox::push`] gives its first message.
+    pub fn next_key(&self) -> u64 {
+        self.next
+    }
+
+    /// [`Outbox::push`] with the keys given: each at least [`Outbox::next_key`], increasing
+    /// (messages first kept elsewhere keep their place in the order). On an error nothing is
+    /// written and the outbox's counts are as they were.
+    pub fn push_keyed(
+        &mut self,
+        messages: &[(u64, Message)],
+    ) -> Result<Vec<(Kind, u64)>, OutboxError> {
         let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
         let mut dropped: Vec<(Kind, u64)> = Vec::new();
+        let (mut len, mut bytes, mut next) = (self.len, self.bytes, self.next);
         {
             let mut table = txn.open_table(MESSAGES).map_err(|e| self.fail(e))?;
-            for m in messages {
-                let bytes = serde_json::to_vec(m).map_err(|e| self.fail(e))?;
-                self.bytes += bytes.len() as u64;
-                self.len += 1;
+            for (key, m) in messages {
+                let data = serde_json::to_vec(m).map_err(|e| self.fail(e))?;
+                bytes += data.len() as u64;
+                len += 1;
                 table
-                    .insert(self.next, bytes.as_slice())
+                    .insert(*key, data.as_slice())
                     .map_err(|e| self.fail(e))?;
-                self.next += 1;
+                next = next.max(key + 1);
             }
             // Over the caps: level reports first, then anything, oldest first.
+            let over =
+                |len: u64, bytes: u64| len > self.caps.max_messages || bytes > self.caps.max_bytes;
             for only_levels in [true, false] {
-                if !self.over_caps() {
+                if !over(len, bytes) {
                     break;
                 }
                 let mut victims = Vec::new();
-                let (mut len, mut bytes) = (self.len, self.bytes);
+                let (mut l, mut b) = (len, bytes);
                 for item in table.iter().map_err(|e| self.fail(e))? {
-                    if len <= self.caps.max_messages && bytes <= self.caps.max_bytes {
+                    if !over(l, b) {
                         break;
                     }
                     let (k, v) = item.map_err(|e| self.fail(e))?;
@@ -153,18 +172,15 @@ impl Outbox {
                     if only_levels && m.kind != Kind::Level {
                         continue;
                     }
-                    len -= 1;
-                    bytes -= v.value().len() as u64;
+                    l -= 1;
+                    b -= v.value().len() as u64;
                     victims.push((k.value(), m.kind, v.value().len() as u64));
                 }
                 for (k, kind, size) in victims {
                     table.remove(k).map_err(|e| self.fail(e))?;
-                    self.len -= 1;
-                    self.bytes -= size;
-                    match dropped.iter_mut().find(|(k, _)| *k == kind) {
-                        Some((_, n)) => *n += 1,
-                        None => dropped.push((kind, 1)),
-                    }
+                    len -= 1;
+                    bytes -= size;
+                    count(&mut dropped, kind, 1);
                 }
             }
             let mut counters = txn.open_table(COUNTERS).map_err(|e| self.fail(e))?;
@@ -179,11 +195,8 @@ impl Outbox {
             }
         }
         txn.commit().map_err(|e| self.fail(e))?;
+        (self.len, self.bytes, self.next) = (len, bytes, next);
         Ok(dropped)
-    }
-
-    fn over_caps(&self) -> bool {
-        self.len > self.caps.max_messages || self.bytes > self.caps.max_bytes
     }
 
     /// Up to `n` messages with keys above `after`, in order.
@@ -208,16 +221,19 @@ impl Outbox {
         let mut txn = self.db.begin_write().map_err(|e| self.fail(e))?;
         txn.set_durability(Durability::None)
             .map_err(|e| self.fail(e))?;
+        let (mut len, mut bytes) = (self.len, self.bytes);
         {
             let mut table = txn.open_table(MESSAGES).map_err(|e| self.fail(e))?;
             for k in keys {
                 if let Some(v) = table.remove(*k).map_err(|e| self.fail(e))? {
-                    self.len -= 1;
-                    self.bytes -= v.value().len() as u64;
+                    len -= 1;
+                    bytes -= v.value().len() as u64;
                 }
             }
         }
-        txn.commit().map_err(|e| self.fail(e))
+        txn.commit().map_err(|e| self.fail(e))?;
+        (self.len, self.bytes) = (len, bytes);
+        Ok(())
     }
 
     /// Messages dropped because the outbox was full, since the file was created, by kind.
@@ -253,6 +269,14 @@ impl Outbox {
 }
 
 const NOTES: TableDefinition<&str, &str> = TableDefinition::new("notes");
+
+/// Adds `n` to the count of `kind` in a per-kind tally.
+pub(super) fn count(tally: &mut Vec<(Kind, u64)>, kind: Kind, n: u64) {
+    match tally.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, c)) => *c += n,
+        None => tally.push((kind, n)),
+    }
+}
 
 fn counter_key(kind: Kind) -> &'static str {
     match kind {

@@ -56,7 +56,18 @@ impl Publisher {
             .len()
     }
 
+    /// The thread: connections until shutdown, then what waits in memory is saved if the
+    /// outbox can take it (and the loss said if not).
     pub fn run(self) {
+        self.connections();
+        self.shared
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close();
+    }
+
+    fn connections(&self) {
         let mut failures = 0u32;
         let mut rng = Jitter::seeded();
         loop {
@@ -227,14 +238,10 @@ impl Publisher {
                     Err(e) => return Ok(End::Lost(describe(&e))),
                 }
             }
-            if !acked.is_empty() {
-                self.shared
-                    .outbox
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&acked)
-                    .map_err(|e| e.to_string())?;
-            }
+            let mut store = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            store.remove(&acked);
+            // A quiet sensor's unwritable outbox is tried again here too.
+            store.recover();
         }
     }
 
@@ -273,7 +280,6 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .note("discovery")
-            .map_err(|e| e.to_string())?
             .unwrap_or_default();
         let removed = before
             .lines()
@@ -311,15 +317,16 @@ impl Publisher {
             .outbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .set_note("discovery", &now.join("\n"))
-            .map_err(|e| e.to_string())
+            .set_note("discovery", &now.join("\n"));
+        Ok(())
     }
 
     fn stats_payload(&self) -> Vec<u8> {
         let h = &self.health;
         let (p50, p95) = h.inference_percentiles();
         let outbox = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
-        let dropped = |k| outbox.dropped(k).unwrap_or(0);
+        let dropped = |k| outbox.dropped(k);
+        let state = outbox.state();
         json!({
             "v": 1,
             "sensor": self.topics.sensor,
@@ -329,9 +336,14 @@ impl Publisher {
             "events_total": h.events_total.load(Ordering::Relaxed),
             "overruns_total": h.source.overruns_total.load(Ordering::Relaxed),
             "source_restarts_total": h.source.restarts_total.load(Ordering::Relaxed),
+            "nonfinite_samples_total": crate::audio::nonfinite_total(),
             "inference_ms_p50": p50,
             "inference_ms_p95": p95,
             "outbox_depth": outbox.len(),
+            "outbox_state": if state.problem.is_some() { "unwritable" } else { "ok" },
+            "outbox_error": state.problem,
+            "outbox_in_memory": state.in_memory,
+            "outbox_lost_total": state.lost_total,
             "events_dropped_total": dropped(super::Kind::Event),
             "levels_dropped_total": dropped(super::Kind::Level),
             "mqtt_connects_total": self.shared.connects_total.load(Ordering::Relaxed),
