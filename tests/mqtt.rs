@@ -73,7 +73,7 @@ impl Broker {
         b
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let child = Command::new(mosquitto())
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
@@ -103,7 +103,7 @@ impl Broker {
     }
 
     /// Stops it cleanly (SIGTERM: it saves its persistence file).
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")

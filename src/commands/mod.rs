@@ -88,7 +88,9 @@ pub fn classify(
     json: bool,
     threads: usize,
 ) -> anyhow::Result<()> {
-    let model = Model::load_with_threads(model_dir, threads)?;
+    let threads = crate::config::max_threads(threads)
+        .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+    let model = Model::load_with_threads(model_dir, threads.get())?;
     let mut failed = 0;
     let stdout = std::io::stdout();
     for path in files {

@@ -7,7 +7,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::resolve_watches;
+pub use validate::{max_threads, resolve_watches};
 
 use crate::detect::WatchSettings;
 

@@ -34,8 +34,8 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             Default::default()
         }
     };
-    let threads = NonZeroUsize::new(raw.model.threads.unwrap_or(1)).unwrap_or_else(|| {
-        err("model.threads", "must be at least 1".into());
+    let threads = max_threads(raw.model.threads.unwrap_or(1)).unwrap_or_else(|e| {
+        err("model.threads", e);
         NonZeroUsize::MIN
     });
     let device: Device = parsed(raw.model.device.as_deref(), "model.device", &mut err);
@@ -460,6 +460,20 @@ fn parsed<T: std::str::FromStr<Err = String> + Default>(
         })
 }
 
+/// Threads for the model's matrix products: from 1 to twice the CPUs this process may use
+/// (more only adds switching; thousands would exhaust the machine before the first window).
+pub fn max_threads(n: usize) -> Result<NonZeroUsize, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let most = 2 * cpus;
+    match NonZeroUsize::new(n) {
+        None => Err("must be at least 1".into()),
+        Some(t) if n > most => Err(format!(
+            "{t} is more than twice the {cpus} CPUs available (at most {most})"
+        )),
+        Some(t) => Ok(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Config;
@@ -584,5 +598,19 @@ mod tests {
     fn type_errors_name_their_key() {
         let e = errors("[model]\npath = \"m\"\nthreads = \"two\"\n");
         assert_eq!(e[0].0, "model.threads");
+    }
+
+    /// Issue 25 (6): `threads = 10000` passed check-config and spawned thousands of threads.
+    #[test]
+    fn issue_25_model_threads_is_bounded_by_the_cpus() {
+        let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        for n in [10_000, 100_000, 2 * cpus + 1] {
+            let e = errors(&format!("[model]\npath = \"m\"\nthreads = {n}\n"));
+            assert_eq!(e[0].0, "model.threads");
+            assert!(e[0].1.contains(&format!("at most {}", 2 * cpus)), "{e:?}");
+        }
+        let e = errors("[model]\npath = \"m\"\nthreads = 0\n");
+        assert_eq!(e[0].0, "model.threads");
+        assert_eq!(max_threads(2 * cpus).map(NonZeroUsize::get), Ok(2 * cpus));
     }
 }

@@ -17,36 +17,67 @@ pub struct BrokerUrl {
 impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
+    /// Parses `mqtt[s]://HOST[:PORT]`. Errors quote the URL with any user name and password
+    /// replaced (see [`redact_url`]).
     fn from_str(url: &str) -> Result<Self, String> {
+        let shown = format!("{:?}", redact_url(url));
         let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("mqtt://") {
             (false, r)
         } else {
             return Err(format!(
-                "{url:?}: a broker URL starts with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)"
+                "{shown}: a broker URL starts with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)"
             ));
         };
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') {
             return Err(format!(
-                "{url:?}: only mqtt[s]://HOST[:PORT] (put the user name and password in \
+                "{shown}: only mqtt[s]://HOST[:PORT] (put the user name and password in \
                  mqtt.username and mqtt.password_file)"
             ));
         }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?;
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(r) => {
+                let (h, after) = r
+                    .split_once(']')
+                    .ok_or_else(|| format!("{shown}: an IPv6 address needs its closing ]"))?;
+                let port = match after {
+                    "" => None,
+                    a => Some(a.strip_prefix(':').ok_or_else(|| {
+                        format!("{shown}: only :PORT may follow the IPv6 address")
+                    })?),
+                };
+                if h.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(format!("{shown}: [{h}] is not an IPv6 address"));
+                }
                 (h, port)
             }
-            _ => (rest, if tls { 8883 } else { 1883 }),
+            None => match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || port == 0 {
-            return Err(format!("{url:?}: missing host or port"));
+        let bad = |c: char| !(c.is_ascii_alphanumeric() || ".-_:".contains(c));
+        if host.is_empty() || host.contains(bad) || (host.contains(':') && !rest.starts_with('[')) {
+            return Err(format!(
+                "{shown}: {host:?} is not a host name or address (an IPv6 address goes in \
+                 brackets: mqtt://[::1]:1883)"
+            ));
         }
+        let port =
+            match port {
+                None => {
+                    if tls {
+                        8883
+                    } else {
+                        1883
+                    }
+                }
+                Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    format!("{shown}: port {p:?} is not a number from 1 to 65535")
+                })?,
+            };
         Ok(Self {
             host: host.to_owned(),
             port,
@@ -55,10 +86,30 @@ impl std::str::FromStr for BrokerUrl {
     }
 }
 
+/// A URL fit to print: any `user:password@` before the host becomes `<redacted>@`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("<redacted>{}", &rest[at..]),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{rest}"),
+        None => rest,
+    }
+}
+
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
+        match self.host.contains(':') {
+            true => write!(f, "{scheme}://[{}]:{}", self.host, self.port),
+            false => write!(f, "{scheme}://{}:{}", self.host, self.port),
+        }
     }
 }
 
@@ -160,5 +211,34 @@ mod tests {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(..)");
+    }
+
+    /// Issue 25 (10, 12): `mqtt://[::1` was accepted (then DNS errors), and a password in a
+    /// refused URL was echoed in the error.
+    #[test]
+    fn issue_25_bad_broker_urls_are_refused_and_never_show_a_password() {
+        for bad in [
+            "mqtt://[::1",
+            "mqtt://[::1]x",
+            "mqtt://[nothost]:1883",
+            "mqtt://::1:1883",
+            "mqtt://h:0",
+            "mqtt://h:",
+            "mqtt://ho st",
+        ] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
+        }
+        let u: BrokerUrl = "mqtt://[::1]".parse().expect("url");
+        assert_eq!(u.to_string(), "mqtt://[::1]:1883");
+        let e = "mqtt://sensor1:hunter2@broker:1883"
+            .parse::<BrokerUrl>()
+            .expect_err("userinfo refused");
+        assert!(!e.contains("hunter2") && !e.contains("sensor1"), "{e}");
+        assert!(e.contains("<redacted>@broker:1883"), "{e}");
+        let e = "tcp://u:hunter2@h"
+            .parse::<BrokerUrl>()
+            .expect_err("scheme");
+        assert!(!e.contains("hunter2"), "{e}");
+        assert_eq!(redact_url("mqtt://h:1/a@b"), "mqtt://h:1/a@b");
     }
 }

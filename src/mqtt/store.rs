@@ -212,6 +212,11 @@ impl Store {
         self.disk.as_ref().map_or(0, Outbox::len) + self.memory.len() as u64
     }
 
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Up to `n` messages with keys above `after`, in order: the outbox's, then memory's.
     pub fn after(&self, after: u64, n: usize) -> Result<Vec<(u64, Message)>, OutboxError> {
         let mut out = match &self.disk {
