@@ -603,6 +603,8 @@ mod tests {
     /// Issue 25 (6): `threads = 10000` passed check-config and spawned thousands of threads.
     #[test]
     fn issue_25_model_threads_is_bounded_by_the_cpus() {
+        use super::max_threads;
+        use std::num::NonZeroUsize;
         let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         for n in [10_000, 100_000, 2 * cpus + 1] {
             let e = errors(&format!("[model]\npath = \"m\"\nthreads = {n}\n"));
