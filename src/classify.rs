@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
 use serde::Serialize;
 
 use crate::audio::{AudioFile, Resampler};
@@ -39,7 +41,8 @@ pub fn log_mel_of_file(
 ) -> anyhow::Result<LogMel> {
     let m = &model.manifest;
     let mut file = AudioFile::open(path)?;
-    let mut resampler = Resampler::new(file.sample_rate(), m.sample_rate)?;
+    let mut resampler = Resampler::new(file.sample_rate(), m.sample_rate)
+        .with_context(|| path.display().to_string())?;
     let mut fbank = Fbank::new(&m.fbank_config())?;
     let total = file.frames_hint();
     let (mut mono, mut resampled, mut data) = (Vec::new(), Vec::new(), Vec::new());

@@ -84,3 +84,29 @@ fn broken_files_fail_with_one_line_naming_file_and_reason() {
         assert!(!msg.contains('\n'), "{name}: {msg}");
     }
 }
+
+/// Issue 25 (8): a 244-byte WAV at 1 Hz took 25 s and 363 MB in `classify`. Rates below the
+/// floor are refused at once, with one line.
+#[test]
+fn issue_25_absurd_source_rates_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for rate in [1, 3_999] {
+        let path = dir.path().join(format!("r{rate}.wav"));
+        crate::util::write_wav_f32(&path, rate, &[0.1; 50]);
+        let out = crate::util::bin()
+            .arg("classify")
+            .arg(&path)
+            .arg("--model")
+            .arg(crate::util::repo("models/sitehome-tiny-ast"))
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{rate}: {err}");
+        // One line for the file (naming it), then the summary of the run.
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(&format!("r{rate}.wav")), "{rate}: {err}");
+        assert!(first.contains("from 4000 to 768000 Hz"), "{rate}: {err}");
+    }
+    assert!(Resampler::new(4_000, 16_000).is_ok());
+    assert!(Resampler::new(1, 16_000).is_err());
+}

@@ -6,7 +6,7 @@ mod resample;
 
 pub use decode::{AudioError, AudioFile};
 pub use finite::{nonfinite_total, replace_nonfinite};
-pub use resample::{ResampleError, Resampler};
+pub use resample::{ResampleError, Resampler, MAX_SOURCE_RATE, MIN_SOURCE_RATE};
 
 /// Averages interleaved frames of `channels` channels into mono, appending to `out`;
 /// non-finite samples become silence (see [`replace_nonfinite`]).

@@ -9,6 +9,12 @@ use rubato::{Fft, FixedSync, Indexing, Resampler as _};
 /// Input frames per resampler call.
 const CHUNK: usize = 1024;
 
+/// Lowest source rate the analysis takes: below it there is next to no audio band left for
+/// a model, and a resampler from a few Hz would need absurd time and memory.
+pub const MIN_SOURCE_RATE: u32 = 4_000;
+/// Highest source rate the analysis takes (the fastest professional audio interfaces).
+pub const MAX_SOURCE_RATE: u32 = 768_000;
+
 /// Why a resampler cannot be built or run.
 #[derive(Debug, thiserror::Error)]
 #[error("resampling {from} Hz to {to} Hz: {msg}")]
@@ -36,6 +42,11 @@ impl Resampler {
         let err = |msg: String| ResampleError { from, to, msg };
         if from == 0 || to == 0 {
             return Err(err("sample rates must be > 0".into()));
+        }
+        if !(MIN_SOURCE_RATE..=MAX_SOURCE_RATE).contains(&from) {
+            return Err(err(format!(
+                "the source rate must be from {MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz"
+            )));
         }
         let inner = if from == to {
             None
