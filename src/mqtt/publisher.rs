@@ -70,6 +70,9 @@ impl Publisher {
     fn connections(&self) {
         let mut failures = 0u32;
         let mut rng = Jitter::seeded();
+        // When the broker was last known up (start, or a connection lost): young outages are
+        // retried more often, so delivery resumes soon after a short broker restart.
+        let mut outage = Instant::now();
         loop {
             if self.stopping() {
                 // Not connected at shutdown: what is queued waits in the outbox.
@@ -86,6 +89,7 @@ impl Publisher {
                 Ok(End::Done) => return,
                 Ok(End::Lost(why)) => {
                     failures = 1;
+                    outage = Instant::now();
                     tracing::warn!(broker = %self.url, reason = %why, "MQTT connection lost");
                 }
                 Err(why) => {
@@ -100,7 +104,7 @@ impl Publisher {
             }
             let delay = backoff(
                 self.settings.reconnect_min,
-                self.settings.reconnect_max,
+                retry_cap(self.settings.reconnect_max, outage.elapsed()),
                 failures,
                 &mut rng,
             );
@@ -513,6 +517,21 @@ fn backoff(min: Duration, max: Duration, failures: u32, rng: &mut Jitter) -> Dur
     d / 2 + d.mul_f64(rng.next() / 2.0)
 }
 
+/// Longest delay between attempts in an outage's first minute.
+const YOUNG_OUTAGE_MAX: Duration = Duration::from_secs(8);
+/// How long an outage counts as young.
+const YOUNG_OUTAGE: Duration = Duration::from_secs(60);
+
+/// The backoff's cap after `outage` without a broker: at most 8 s in the first minute (so a
+/// broker back within a minute is reached within ~8 s, at most ~15 attempts that minute),
+/// `max` after that.
+fn retry_cap(max: Duration, outage: Duration) -> Duration {
+    match outage < YOUNG_OUTAGE {
+        true => max.min(YOUNG_OUTAGE_MAX),
+        false => max,
+    }
+}
+
 /// A small xorshift generator for the jitter (no need for cryptographic randomness).
 struct Jitter(u64);
 
@@ -549,5 +568,29 @@ mod tests {
                 assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
             }
         }
+    }
+
+    /// Issue 25 (13): after a 25 s outage delivery resumed 25-29 s after the broker was back
+    /// (the delay had doubled to 16-32 s). In an outage's first minute no delay exceeds 8 s.
+    #[test]
+    fn issue_25_a_short_outage_is_retried_within_8_s_and_attempts_stay_bounded() {
+        let mut rng = Jitter(7);
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        // Simulate one outage: attempt, wait the delay, attempt again.
+        let (mut t, mut failures, mut attempts) = (Duration::ZERO, 0u32, 0u32);
+        while t < YOUNG_OUTAGE {
+            failures += 1;
+            attempts += 1;
+            let d = backoff(min, retry_cap(max, t), failures, &mut rng);
+            assert!(d <= YOUNG_OUTAGE_MAX, "{t:?}: {d:?}");
+            t += d;
+        }
+        assert!(
+            (8..=20).contains(&attempts),
+            "{attempts} attempts in the first minute"
+        );
+        // Later the full backoff applies again.
+        let d = backoff(min, retry_cap(max, Duration::from_secs(120)), 10, &mut rng);
+        assert!(d >= Duration::from_secs(30), "{d:?}");
     }
 }
