@@ -362,6 +362,15 @@ fn levels_of_bad_input_say_why() {
             "125 ms",
         ),
         (vec!["/nonexistent.wav"], "nonexistent.wav"),
+        // Issue 25 (10): these ran with every figure null and `"calibrated": true`.
+        (
+            vec![low.to_str().unwrap_or_default(), "--offset", "nan"],
+            "--offset: NaN is not a plausible calibration offset",
+        ),
+        (
+            vec![low.to_str().unwrap_or_default(), "--offset", "inf"],
+            "--offset: inf is not a plausible calibration offset",
+        ),
     ] {
         let out = bin().arg("levels").args(&args).output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);

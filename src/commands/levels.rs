@@ -24,6 +24,9 @@ pub fn levels(
         "--interval {}: must be a whole number of 125 ms blocks",
         humantime::format_duration(interval)
     );
+    if let Some(o) = offset {
+        crate::config::plausible_offset(o).map_err(|e| anyhow::anyhow!("--offset: {e}"))?;
+    }
     let mut audio = AudioFile::open(file)?;
     let rate = audio.sample_rate();
     if rate < MIN_RATE {

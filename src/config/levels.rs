@@ -19,15 +19,12 @@ pub(super) fn levels(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Leve
             ),
         );
     }
-    let offset_db = raw.offset_db.filter(|o| {
-        let ok = o.is_finite() && (-100.0..=250.0).contains(o);
-        if !ok {
-            err(
-                "levels.offset_db",
-                format!("{o} is not a plausible calibration offset (dB)"),
-            );
+    let offset_db = raw.offset_db.filter(|o| match plausible_offset(*o) {
+        Ok(_) => true,
+        Err(e) => {
+            err("levels.offset_db", e);
+            false
         }
-        ok
     });
     let timezone = match raw.timezone.as_deref() {
         None => jiff::tz::TimeZone::system(),
@@ -127,5 +124,16 @@ pub(super) fn levels(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Leve
         stdout: raw.stdout,
         timezone,
         limits,
+    }
+}
+
+/// A calibration offset (dBFS → dB SPL) as `levels.offset_db` and `levels --offset` take it:
+/// finite, from -100 to 250 dB.
+pub fn plausible_offset(o: f64) -> Result<f64, String> {
+    match o.is_finite() && (-100.0..=250.0).contains(&o) {
+        true => Ok(o),
+        false => Err(format!(
+            "{o} is not a plausible calibration offset (a number of dB from -100 to 250)"
+        )),
     }
 }

@@ -7,6 +7,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use levels::plausible_offset;
 pub use validate::{max_threads, resolve_watches};
 
 use crate::detect::WatchSettings;

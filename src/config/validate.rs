@@ -41,6 +41,9 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
     let device: Device = parsed(raw.model.device.as_deref(), "model.device", &mut err);
     let attention: Attention = parsed(raw.model.attention.as_deref(), "model.attention", &mut err);
     let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
+    if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&chunk) {
+        err("source.chunk", "must be from 10ms to 10s".into());
+    }
     let raw_layout = |err: &mut dyn FnMut(&str, String)| {
         let format = raw
             .source
@@ -147,6 +150,8 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
     let hop = duration(&raw.analysis.hop, "analysis.hop", &mut err);
     if hop < Duration::from_millis(10) {
         err("analysis.hop", "must be at least 10ms (one frame)".into());
+    } else if hop > Duration::from_secs(60) {
+        err("analysis.hop", "must be at most 1m".into());
     }
 
     let base_settings = WatchSettings {
@@ -180,8 +185,11 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             settings: settings(&w.settings(), &defaults, &key, &mut err),
         });
     }
-    if raw.output.top_k == 0 {
-        err("output.top_k", "must be at least 1".into());
+    if !(1..=MAX_TOP_K).contains(&raw.output.top_k) {
+        err(
+            "output.top_k",
+            format!("must be from 1 to {MAX_TOP_K} (labels in a scores line)"),
+        );
     }
     let mqtt = mqtt(&raw.mqtt, &sensor_id, base, &mut err);
     let levels = super::levels::levels(&raw.levels, &mut err);
@@ -460,6 +468,9 @@ fn parsed<T: std::str::FromStr<Err = String> + Default>(
         })
 }
 
+/// Most labels in a scores line (AudioSet has 527).
+const MAX_TOP_K: usize = 1000;
+
 /// Threads for the model's matrix products: from 1 to twice the CPUs this process may use
 /// (more only adds switching; thousands would exhaust the machine before the first window).
 pub fn max_threads(n: usize) -> Result<NonZeroUsize, String> {
@@ -614,5 +625,22 @@ mod tests {
         let e = errors("[model]\npath = \"m\"\nthreads = 0\n");
         assert_eq!(e[0].0, "model.threads");
         assert_eq!(max_threads(2 * cpus).map(NonZeroUsize::get), Ok(2 * cpus));
+    }
+
+    /// Issue 25 (10): absurd values passed check-config.
+    #[test]
+    fn issue_25_absurd_hop_chunk_and_top_k_are_refused_with_their_keys() {
+        for (text, key) in [
+            ("[analysis]\nhop = \"1000000h\"\n", "analysis.hop"),
+            (
+                "[source]\npath = \"a.wav\"\nchunk = \"0s\"\n",
+                "source.chunk",
+            ),
+            ("[output]\ntop_k = 4000000000\n", "output.top_k"),
+            ("[levels]\noffset_db = inf\n", "levels.offset_db"),
+        ] {
+            let e = errors(&format!("[model]\npath = \"m\"\n{text}"));
+            assert!(e.iter().any(|(k, _)| k == key), "{text}: {e:?}");
+        }
     }
 }
