@@ -218,6 +218,9 @@ impl Store {
     }
 
     /// Up to `n` messages with keys above `after`, in order: the outbox's, then memory's.
+    /// The one exception to the order: while the outbox file cannot even be opened again
+    /// (not just written), what it holds is out of reach and memory's messages go first; a
+    /// full disk does not do that (the file still opens and reads).
     pub fn after(&self, after: u64, n: usize) -> Result<Vec<(u64, Message)>, OutboxError> {
         let mut out = match &self.disk {
             Some(d) => d.after(after, n)?,
