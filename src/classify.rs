@@ -1,4 +1,5 @@
-//! Offline classification: whole files scored in consecutive model-window chunks.
+//! Offline classification: a file streamed through the model's fbank into consecutive model
+//! windows, scored as they fill; memory is bounded by one window, whatever the file's length.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::audio::{AudioFile, Resampler};
 use crate::features::Fbank;
-use crate::model::{prepare_window, Model};
+use crate::model::{prepare_window, Manifest, Model};
 
 /// How chunk scores are combined into file scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -20,33 +21,33 @@ pub enum Aggregate {
     Max,
 }
 
-/// Raw log-mel frames of a whole file, as the model's fbank sees it.
-pub struct LogMel {
-    /// Row-major `frames × bins`.
-    pub data: Vec<f32>,
-    /// Number of frames.
+/// What streaming a file gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed {
+    /// Log-mel frames of the whole file.
     pub frames: usize,
-    /// Mel bins per frame.
-    pub bins: usize,
+    /// Windows handed on.
+    pub windows: usize,
     /// Duration of the audio, seconds.
     pub duration_s: f64,
 }
 
-/// Decodes, downmixes, resamples and fbanks a file for `model`, calling `progress` with
-/// the fraction done when the file's length is known.
-pub fn log_mel_of_file(
-    model: &Model,
+/// Decodes, downmixes, resamples and fbanks `path` for `manifest` chunk by chunk, and calls
+/// `on_frames` with each run of new raw log-mel frames (row-major, `mel_bins` a frame) as it
+/// comes, then `progress` with the fraction of the file read when its length is known.
+pub fn stream_log_mel(
+    manifest: &Manifest,
     path: &Path,
     progress: &mut dyn FnMut(f64),
-) -> anyhow::Result<LogMel> {
-    let m = &model.manifest;
+    on_frames: &mut dyn FnMut(&[f32]) -> anyhow::Result<()>,
+) -> anyhow::Result<Streamed> {
     let mut file = AudioFile::open(path)?;
-    let mut resampler = Resampler::new(file.sample_rate(), m.sample_rate)
+    let mut resampler = Resampler::new(file.sample_rate(), manifest.sample_rate)
         .with_context(|| path.display().to_string())?;
-    let mut fbank = Fbank::new(&m.fbank_config())?;
+    let mut fbank = Fbank::new(&manifest.fbank_config())?;
     let total = file.frames_hint();
     let (mut mono, mut resampled, mut data) = (Vec::new(), Vec::new(), Vec::new());
-    let mut read = 0u64;
+    let (mut read, mut frames) = (0u64, 0usize);
     let mut more = true;
     while more {
         mono.clear();
@@ -57,35 +58,61 @@ pub fn log_mel_of_file(
         if !more {
             resampler.finish(&mut resampled)?;
         }
-        fbank.process(&resampled, &mut data);
+        data.clear();
+        frames += fbank.process(&resampled, &mut data);
+        if !data.is_empty() {
+            on_frames(&data)?;
+        }
         if let Some(t) = total.filter(|&t| t > 0) {
-            progress(read as f64 / t as f64);
+            progress((read as f64 / t as f64).min(1.0));
         }
     }
-    let bins = fbank.mel_bins();
-    let frames = data.len() / bins;
     if frames == 0 {
         anyhow::bail!(
             "{}: too short: shorter than one {} ms frame",
             path.display(),
-            m.fbank.frame_length_ms
+            manifest.fbank.frame_length_ms
         );
     }
-    Ok(LogMel {
-        data,
+    Ok(Streamed {
         frames,
-        bins,
+        windows: 0,
         duration_s: read as f64 / file.sample_rate() as f64,
     })
 }
 
-/// The model inputs for a file: consecutive, non-overlapping windows; the last one padded.
-pub fn windows_of(model: &Model, mel: &LogMel) -> Vec<Vec<f32>> {
-    let w = model.manifest.window_frames;
-    mel.data
-        .chunks(w * mel.bins)
-        .map(|c| prepare_window(&model.manifest, c, c.len() / mel.bins))
-        .collect()
+/// Streams `path` into consecutive, non-overlapping model windows of `window_frames` frames
+/// and calls `on_window` with each prepared input as it fills (the last one with the frames
+/// left: padded for a fixed-input model, as they are for a `dynamic_frames` one).
+pub fn stream_windows(
+    manifest: &Manifest,
+    path: &Path,
+    progress: &mut dyn FnMut(f64),
+    on_window: &mut dyn FnMut(Vec<f32>) -> anyhow::Result<()>,
+) -> anyhow::Result<Streamed> {
+    let bins = manifest.fbank.mel_bins;
+    let full = manifest.window_frames * bins;
+    let mut window: Vec<f32> = Vec::with_capacity(full);
+    let mut windows = 0;
+    let mut streamed = stream_log_mel(manifest, path, progress, &mut |mut new| {
+        while !new.is_empty() {
+            let take = (full - window.len()).min(new.len());
+            window.extend_from_slice(&new[..take]);
+            new = &new[take..];
+            if window.len() == full {
+                on_window(prepare_window(manifest, &window, manifest.window_frames))?;
+                windows += 1;
+                window.clear();
+            }
+        }
+        Ok(())
+    })?;
+    if !window.is_empty() {
+        on_window(prepare_window(manifest, &window, window.len() / bins))?;
+        windows += 1;
+    }
+    streamed.windows = windows;
+    Ok(streamed)
 }
 
 /// Scores of one file.
@@ -99,36 +126,46 @@ pub struct FileScores {
     pub scores: Vec<f32>,
 }
 
-/// Scores a file in model-window chunks and aggregates them.
+/// Scores a file in model-window chunks as they fill and aggregates them.
 pub fn classify_file(
     model: &Model,
     path: &Path,
     aggregate: Aggregate,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<FileScores> {
-    let mel = log_mel_of_file(model, path, &mut |f| progress(0.5 * f))?;
-    let windows = windows_of(model, &mel);
+    classify_file_windows(model, path, aggregate, progress, &mut |_| {})
+}
+
+/// As [`classify_file`], also handing each window's scores to `each` in order.
+pub fn classify_file_windows(
+    model: &Model,
+    path: &Path,
+    aggregate: Aggregate,
+    progress: &mut dyn FnMut(f64),
+    each: &mut dyn FnMut(&[f32]),
+) -> anyhow::Result<FileScores> {
     let mut acc = vec![0.0f32; model.labels.len()];
     if aggregate == Aggregate::Max {
         acc.fill(f32::NEG_INFINITY);
     }
-    for (i, input) in windows.iter().enumerate() {
-        let s = model.score_prepared(input)?;
+    let streamed = stream_windows(&model.manifest, path, progress, &mut |input| {
+        let s = model.score_prepared(&input)?;
+        each(&s);
         for (a, x) in acc.iter_mut().zip(&s) {
             *a = match aggregate {
                 Aggregate::Mean => *a + x,
                 Aggregate::Max => a.max(*x),
             };
         }
-        progress(0.5 + 0.5 * (i + 1) as f64 / windows.len() as f64);
-    }
+        Ok(())
+    })?;
     if aggregate == Aggregate::Mean {
-        let n = windows.len() as f32;
+        let n = streamed.windows as f32;
         acc.iter_mut().for_each(|a| *a /= n);
     }
     Ok(FileScores {
-        duration_s: mel.duration_s,
-        windows: windows.len(),
+        duration_s: streamed.duration_s,
+        windows: streamed.windows,
         scores: acc,
     })
 }

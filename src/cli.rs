@@ -34,7 +34,8 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
     },
-    /// Classify whole audio files (WAV, FLAC, Ogg/Vorbis) in model-window chunks.
+    /// Classify whole audio files (WAV, FLAC, Ogg/Vorbis) in model-window chunks, streamed
+    /// (memory: one window, whatever the file's length).
     Classify {
         /// Audio files.
         #[arg(required = true)]
@@ -67,7 +68,8 @@ pub enum Command {
         out: PathBuf,
         /// Plain log-mel frames of the whole file (frames × mel bins), before padding and
         /// normalisation; without it, the windows exactly as fed to the model
-        /// (windows × window_frames × mel bins).
+        /// (windows × window_frames × mel bins; for a `dynamic_frames` model, whose last
+        /// window is shorter, the windows end to end: frames × mel bins).
         #[arg(long)]
         raw: bool,
     },

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod model;
 pub mod mqtt;
 pub mod notify;
+pub mod npy;
 pub mod pipeline;
 pub mod source;
 pub mod window;

@@ -10,6 +10,14 @@ fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    // The audio decoder's own log lines ("probe reached EOF…") would come before, and say
+    // less than, the one-line error that names the file; they are shown only when asked for
+    // by name (RUST_LOG=symphonia=debug).
+    let filter = if filter.to_string().contains("symphonia") {
+        filter
+    } else {
+        filter.add_directive("symphonia=off".parse().expect("a valid directive"))
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -110,3 +110,89 @@ fn issue_25_absurd_source_rates_are_refused_with_one_line() {
     assert!(Resampler::new(4_000, 16_000).is_ok());
     assert!(Resampler::new(1, 16_000).is_err());
 }
+
+/// A 16-bit PCM WAV with `channels` interleaved channels, whose `fmt ` chunk is `fmt_len`
+/// bytes (16 plain; 18 or more: a WaveFormatEx cbSize, then cbSize bytes of extension data).
+fn pcm_wav(rate: u32, channels: u16, fmt_len: u32, frames: &[Vec<i16>]) -> Vec<u8> {
+    let block = 2 * u32::from(channels);
+    let data = block * frames.len() as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(4 + 8 + fmt_len + 8 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&fmt_len.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * block).to_le_bytes());
+    b.extend_from_slice(&(block as u16).to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    if fmt_len >= 18 {
+        b.extend_from_slice(&((fmt_len - 18) as u16).to_le_bytes());
+        b.resize(b.len() + (fmt_len - 18) as usize, 0);
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for frame in frames {
+        assert_eq!(frame.len(), usize::from(channels));
+        for s in frame {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    b
+}
+
+/// Issue 25 (9): 255-channel WAVs (more than the 26 speaker positions a WAV can name) and PCM
+/// `fmt ` chunks of 20 bytes (cbSize = 2, as some recorders write them; sox and Python's
+/// `wave` read them) were refused as "not a supported audio file". Both decode, with the
+/// channels averaged as for any other file.
+#[test]
+fn issue_25_many_channels_and_long_fmt_chunks_decode() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Every channel of a frame holds another value; the decoded sample is their mean.
+    for (channels, fmt_len) in [
+        (255u16, 16u32),
+        (255, 18),
+        (33, 40),
+        (1, 20),
+        (2, 20),
+        (3, 22),
+    ] {
+        let frames: Vec<Vec<i16>> = (0..1600)
+            .map(|i| {
+                (0..channels)
+                    .map(|c| {
+                        (i32::from(c) - i32::from(channels - 1) / 2) as i16 * 8 + (i % 100) as i16
+                    })
+                    .collect()
+            })
+            .collect();
+        let path = dir.path().join(format!("c{channels}-f{fmt_len}.wav"));
+        std::fs::write(&path, pcm_wav(16_000, channels, fmt_len, &frames)).expect("write");
+        let name = path.display().to_string();
+        let mut f = AudioFile::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (f.sample_rate(), f.channels()),
+            (16_000, usize::from(channels)),
+            "{name}"
+        );
+        let x = f.read_all().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(x.len(), frames.len(), "{name}");
+        for (i, (v, frame)) in x.iter().zip(&frames).enumerate() {
+            let mean = frame.iter().map(|&s| f64::from(s)).sum::<f64>() / f64::from(channels);
+            let want = (mean / 32768.0) as f32;
+            assert!((v - want).abs() < 1e-6, "{name}: sample {i}: {v} vs {want}");
+        }
+        // And the whole command line takes it.
+        let out = crate::util::bin()
+            .arg("levels")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -443,3 +443,42 @@ fn the_documented_and_packaged_configurations_are_valid() {
         }
     }
 }
+
+/// Issue 25 (11): symphonia's own `ERROR probe reached EOF…` / `reached probe limit` lines
+/// came before the promised one-line error, and `/dev/zero` was called "empty file". Now
+/// each bad file gets exactly one line, naming it and the real reason.
+#[test]
+fn issue_25_unreadable_inputs_get_one_line_each_with_the_real_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases = [
+        (
+            fixture("audio/not-audio.txt"),
+            "no known audio format in its",
+        ),
+        (fixture("audio/corrupt.wav"), "not a supported audio file"),
+        (fixture("audio/empty.wav"), "empty file"),
+        (
+            "/dev/zero".into(),
+            "no known audio format in its first 1 MiB",
+        ),
+        (dir.path().to_owned(), "a directory"),
+    ];
+    let mut cmd = bin();
+    cmd.args(["classify", "--model"]).arg(tiny_ast());
+    for (path, _) in &cases {
+        cmd.arg(path);
+    }
+    let out = cmd.output().expect("spawn");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    // One line a file, then the summary; nothing from the decoder's own logging.
+    assert_eq!(lines.len(), cases.len() + 1, "{stderr}");
+    assert!(!stderr.contains("probe"), "{stderr}");
+    for ((path, reason), line) in cases.iter().zip(&lines) {
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains(&path.display().to_string()), "{line}");
+        assert!(line.contains(reason), "{line} (wanted {reason:?})");
+    }
+    assert!(!lines[3].contains("empty"), "{}", lines[3]);
+}

@@ -163,3 +163,95 @@ fn issue_25_a_full_outbox_disk_stops_neither_stdout_nor_delivery() {
     let got = dedupe(sub.events());
     assert_eq!(ids(&got[before..]), ids(&printed));
 }
+
+/// Issue 25 (1), with a live source: raw PCM on stdin at real-time pace, the outbox on a full
+/// disk and the broker away for the first 8 s. stdout used to stop while the daemon ran on;
+/// now every event is printed as the file source prints it, and the broker gets every one.
+#[test]
+fn issue_25_a_full_outbox_disk_with_a_live_source_loses_nothing() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    use crate::mqtt::{dedupe, ids, wait_for, Broker, Subscriber};
+    use crate::util::{bin, json_lines, repo, run_ok};
+    let dir = tempfile::tempdir().expect("tmp");
+    let disk = TinyDisk::mount(512);
+    let mut broker = Broker::start(dir.path(), "allow_anonymous true\n");
+    let sub = Subscriber::start(broker.port, dir.path(), Some("live-sub"), &[]);
+    let (raw, rate) = crate::sources::raw_sample(dir.path());
+    let url = broker.url();
+    let config = |source: &str, levels: &str| {
+        let cfg = dir.path().join("live.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "sensor_id = \"live\"\n[model]\npath = {:?}\n[source]\n{source}\n\
+                 [analysis]\nhop = \"500ms\"\n\
+                 [detect]\non = 0.4\noff = 0.25\nmin_duration = \"1s\"\nhold = \"2500ms\"\n\
+                 [levels]\nenabled = {levels}\ninterval = \"125ms\"\nstdout = false\n\
+                 [mqtt]\nurl = {:?}\noutbox = {:?}\nreconnect_min = \"1s\"\nreconnect_max = \"2s\"\n",
+                repo("models/sitehome-tiny-ast"),
+                url,
+                disk.0.path().join("outbox.redb"),
+            ),
+        )
+        .expect("config");
+        cfg
+    };
+    // The reference run (events only) also makes the outbox file, small, before the disk fills.
+    let file_cfg = config(
+        &format!("path = {:?}", repo("samples/demo-20s.wav")),
+        "false",
+    );
+    let reference = json_lines(&run_ok(bin().args(["run", "--config"]).arg(&file_cfg)));
+    assert!(reference.len() >= 4, "{reference:?}");
+    let before = {
+        assert!(wait_for(Duration::from_secs(20), || dedupe(sub.events())
+            .len()
+            >= reference.len()));
+        dedupe(sub.events()).len()
+    };
+    disk.fill();
+    broker.stop();
+    let cfg = config(
+        &format!("kind = \"stdin\"\nformat = \"f32le\"\nrate = {rate}\nchannels = 1"),
+        "true",
+    );
+    let mut daemon = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let bytes = std::fs::read(&raw).expect("raw");
+    let mut stdin = daemon.stdin.take().expect("stdin");
+    let step = rate as usize / 10 * 4;
+    let start = std::time::Instant::now();
+    for (i, piece) in bytes.chunks(step).enumerate() {
+        let due = Duration::from_millis(100 * i as u64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        if i == 80 {
+            broker.spawn();
+        }
+        stdin.write_all(piece).expect("feed");
+    }
+    drop(stdin);
+    let out = daemon.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("MQTT outbox unwritable"), "{log}");
+    let printed = json_lines(&out);
+    assert_eq!(ids(&printed).len(), ids(&reference).len(), "{log}");
+    assert!(
+        wait_for(Duration::from_secs(20), || dedupe(sub.events()).len()
+            >= before + printed.len()),
+        "subscriber got {} of {}",
+        dedupe(sub.events()).len() - before,
+        printed.len()
+    );
+    assert_eq!(ids(&dedupe(sub.events())[before..]), ids(&printed));
+}

@@ -3,6 +3,7 @@
 mod util;
 
 mod audio_files;
+mod beats_parity;
 mod capture;
 mod cli;
 mod demo_scene;
@@ -10,6 +11,9 @@ mod fbank_parity;
 mod levels;
 mod model_parity;
 mod mqtt;
+mod mqtt_outage;
 mod outbox_disk;
 mod signals;
 mod sources;
+mod streaming;
+mod tools;

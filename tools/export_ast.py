@@ -10,6 +10,11 @@ or with random weights of a chosen size (tests, benchmarks):
 position embeddings are sliced, so attention costs a quarter (a sixteenth) and scores stay
 close to the full model's on sounds that fit the window.
 
+With --hf-id, the checkpoint's saved feature extractor (preprocessor_config.json) gives the
+sampling rate, mel bins, window length and normalisation statistics; settings the pipeline
+cannot reproduce are refused. Outputs whose display names AudioSet's table knows
+(tools/data/) get their ontology ids, and the folder a NOTICE with the table's attribution.
+
 The ONNX model takes normalised fbank features (1, frames, 128) and returns logits
 (1, labels). onnxruntime must agree with PyTorch within 1e-4 or nothing is written.
 --int8 also writes <out>-int8 (onnxruntime dynamic quantisation; the patch embedding and the
@@ -23,21 +28,41 @@ import numpy as np
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
+import audioset
 import export_common as ec
+import hf_features
 
-AST_MEAN, AST_STD = -4.2677393, 4.5689974
+AST_MEAN, AST_STD = hf_features.DEFAULTS["mean"], hf_features.DEFAULTS["std"]
+
+
+def saved_features(hf_id, config):
+    """The checkpoint's own feature extractor settings (preprocessor_config.json), from its
+    folder or the hub's cache; refuses settings the pipeline cannot reproduce."""
+    folder = Path(hf_id)
+    if not folder.is_dir():
+        from transformers.utils import cached_file
+        found = cached_file(hf_id, "preprocessor_config.json",
+                            _raise_exceptions_for_missing_entries=False)
+        folder = Path(found).parent if found else Path("/nonexistent")
+    feats = hf_features.read(folder, config.num_mel_bins, config.max_length)
+    print(f"features from {feats['source']}: {feats['sample_rate']} Hz, {feats['mel_bins']} mel "
+          f"bins, {feats['max_length']} frames, mean {feats['mean']}, std {feats['std']}")
+    return feats
 
 
 def build(args):
+    """(model, labels, features, labels_from_audioset)."""
     if args.hf_id:
         model = ASTForAudioClassification.from_pretrained(args.hf_id, attn_implementation="eager")
-        labels = [(f"/hf/{i}", model.config.id2label[i]) for i in range(model.config.num_labels)]
+        feats = saved_features(args.hf_id, model.config)
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        labels, from_table = audioset.from_display_names(names)
         if args.labels_csv:
-            labels = read_labels_csv(args.labels_csv)
+            labels, from_table = read_labels_csv(args.labels_csv), False
             if len(labels) != model.config.num_labels:
                 raise SystemExit(f"{args.labels_csv}: {len(labels)} labels, the model has "
                                  f"{model.config.num_labels} outputs")
-        return model, labels
+        return model, labels, feats, from_table
     torch.manual_seed(args.seed)
     labels = ec.generic_labels(args.labels)
     if args.label_names:
@@ -48,7 +73,8 @@ def build(args):
                     max_length=args.base_frames, num_mel_bins=128, num_labels=len(labels),
                     initializer_range=args.init_range, attn_implementation="eager")
     model = ASTForAudioClassification(cfg)
-    return model, labels
+    feats = {"sample_rate": 16000, "mel_bins": 128, "mean": AST_MEAN, "std": AST_STD}
+    return model, labels, feats, False
 
 
 def read_labels_csv(path):
@@ -128,14 +154,15 @@ def main():
                    help="also save input.npy / expected.npy (onnxruntime output) in the folder")
     args = p.parse_args()
 
-    model, labels = build(args)
+    model, labels, feats, from_table = build(args)
     model = shorten(model.eval(), args.frames or model.config.max_length)
     frames = model.config.max_length
     wrapped = Logits(model).eval()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    inputs = [rng.standard_normal((1, frames, 128)).astype(np.float32) * 0.5 for _ in range(2)]
+    bins = feats["mel_bins"]
+    inputs = [rng.standard_normal((1, frames, bins)).astype(np.float32) * 0.5 for _ in range(2)]
     ec.export_onnx(wrapped, torch.from_numpy(inputs[0]), out / "model.onnx", dynamic_frames=False)
     outs = ec.check_parity(wrapped, out / "model.onnx", inputs)
     name = args.name or out.name
@@ -146,8 +173,10 @@ def main():
                            int8_keep_fp32=tuple(args.int8_keep_fp32),
                            int8_attention=args.int8_attention,
                            fbank={"window": "hanning", "waveform_scale": 1.0},
-                           normalize={"mean": AST_MEAN, "std": AST_STD}, window_frames=frames,
-                           output="sigmoid", dynamic_frames=False)
+                           normalize={"mean": feats["mean"], "std": feats["std"]},
+                           sample_rate=feats["sample_rate"], mel_bins=bins,
+                           notice=audioset.ATTRIBUTION if from_table else None,
+                           window_frames=frames, output="sigmoid", dynamic_frames=False)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import speechbrain.lobes.models.beats as sb_beats
 
+import audioset
 import export_common as ec
 
 BEATS_MEAN, BEATS_STD = 15.41663, 6.55582
@@ -51,11 +52,10 @@ def load_checkpoint(path):
         k = k.replace("pos_conv.0.weight_v", "pos_conv.0.parametrizations.weight.original1")
         state[k] = v
     model.load_state_dict(state)
-    label_dict = ckpt.get("label_dict") or {}
-    inv = {v: k for k, v in label_dict.items()}
-    labels = [(inv.get(i, f"/t/{i:03d}"), inv.get(i, f"Label {i:03d}"))
-              for i in range(cfg["predictor_class"])]
-    return model, labels
+    # The official checkpoints' label_dict maps each output index to an AudioSet id; the
+    # names come from AudioSet's table (tools/data/).
+    labels, from_table = audioset.from_label_dict(ckpt.get("label_dict"), cfg["predictor_class"])
+    return model, labels, from_table
 
 
 class FromFbank(torch.nn.Module):
@@ -102,7 +102,7 @@ def main():
 
     torch.manual_seed(args.seed)
     if args.checkpoint:
-        beats, labels = load_checkpoint(args.checkpoint)
+        beats, labels, from_table = load_checkpoint(args.checkpoint)
         desc = f"BEATs from {args.checkpoint.name}"
     else:
         cfg = {**FINETUNED_CFG, "encoder_embed_dim": args.dim, "embed_dim": args.patch_dim,
@@ -110,7 +110,7 @@ def main():
                "encoder_ffn_embed_dim": args.mlp, "conv_pos": args.conv_pos,
                "conv_pos_groups": args.conv_groups, "predictor_class": args.labels}
         beats = make_beats(cfg)
-        labels = ec.generic_labels(args.labels)
+        labels, from_table = ec.generic_labels(args.labels), False
         desc = f"random-weight BEATs, dim {args.dim}, {args.layers} layers, seed {args.seed}"
     beats.eval()
     conv = beats.encoder.pos_conv[0]
@@ -130,7 +130,9 @@ def main():
                            int8_keep_fp32=tuple(args.int8_keep_fp32),
                            fbank={"window": "povey", "waveform_scale": 32768.0},
                            normalize={"mean": BEATS_MEAN, "std": BEATS_STD},
-                           window_frames=args.frames, output="none", dynamic_frames=True)
+                           notice=audioset.ATTRIBUTION if from_table else None,
+                           window_frames=args.frames, output="none", dynamic_frames=True,
+                           frame_multiple=16)
 
 if __name__ == "__main__":
     main()

@@ -21,19 +21,28 @@ def write_labels(path, labels):
 
 
 def write_manifest(folder, *, name, description, fbank, normalize, window_frames, output,
-                   num_labels, quantized, dynamic_frames):
+                   num_labels, quantized, dynamic_frames, sample_rate=16000, mel_bins=128,
+                   notice=None, frame_multiple=None):
     """model.toml: everything the pipeline needs to feed the model (see README)."""
+    multiple = ("# with dynamic_frames: the frames fed are a multiple of this (whole patches).\n"
+                f"frame_multiple = {frame_multiple}\n") if frame_multiple else ""
+    padding = ("# normalised = (log_mel - mean) / (std_factor * std). A window shorter than\n"
+               "# window_frames is fed as it is (only one shorter than frame_multiple is padded,\n"
+               "# with zeros in log-mel units, before normalisation)."
+               if dynamic_frames else
+               "# normalised = (log_mel - mean) / (std_factor * std); padding (zeros, at the end, in\n"
+               "# log-mel units) happens before normalisation when a window is shorter than window_frames.")
     toml = f'''# Model manifest written by the soundsentry export tools.
 name = "{name}"
 description = "{description}"
 onnx = "model.onnx"
 labels = "labels.csv"
 input = "fbank"
-sample_rate = 16000
+sample_rate = {sample_rate}
 window_frames = {window_frames}
 # true when the ONNX graph accepts any number of frames (BEATs); false for a fixed input (AST).
 dynamic_frames = {str(dynamic_frames).lower()}
-# "sigmoid": the model outputs logits; "none": it already outputs probabilities.
+{multiple}# "sigmoid": the model outputs logits; "none": it already outputs probabilities.
 output = "{output}"
 num_labels = {num_labels}
 quantized = {str(quantized).lower()}
@@ -41,18 +50,19 @@ quantized = {str(quantized).lower()}
 [fbank]
 window = "{fbank['window']}"
 waveform_scale = {fbank['waveform_scale']:.1f}
-mel_bins = 128
+mel_bins = {mel_bins}
 frame_length_ms = 25.0
 frame_shift_ms = 10.0
 
-# normalised = (log_mel - mean) / (std_factor * std); padding (zeros, at the end, in
-# log-mel units) happens before normalisation when a window is shorter than window_frames.
+{padding}
 [normalize]
 mean = {normalize['mean']!r}
 std = {normalize['std']!r}
 std_factor = 2.0
 '''
     (Path(folder) / "model.toml").write_text(toml)
+    if notice:
+        (Path(folder) / "NOTICE").write_text(notice)
 
 
 def export_onnx(module, example, path, dynamic_frames, opset=17):

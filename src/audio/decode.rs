@@ -42,7 +42,13 @@ impl AudioFile {
             reason,
         };
         let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-        if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+        let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+        if meta.is_dir() {
+            return Err(fail("a directory, not an audio file".into()));
+        }
+        // Only a regular file's size is its length: a device or a pipe says 0 and is probed.
+        let size = meta.is_file().then_some(meta.len());
+        if size == Some(0) {
             return Err(fail("empty file".into()));
         }
         let mut hint = Hint::new();
@@ -57,7 +63,12 @@ impl AudioFile {
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| fail(format!("not a supported audio file ({})", describe(&e))))?;
+            .map_err(|e| {
+                fail(format!(
+                    "not a supported audio file ({})",
+                    probe_failure(&e, size)
+                ))
+            })?;
         let track = reader
             .default_track(TrackType::Audio)
             .ok_or_else(|| fail("no audio track".into()))?;
@@ -174,6 +185,20 @@ impl AudioFile {
         let mut out = Vec::new();
         while self.read_chunk(&mut out)? {}
         Ok(out)
+    }
+}
+
+/// Why the probe found no reader, in the user's terms: how much of the file it looked at.
+fn probe_failure(e: &SymError, size: Option<u64>) -> String {
+    const LIMIT: u64 = 1 << 20; // symphonia's default probe depth
+    match (e, size) {
+        (SymError::Unsupported(m), Some(n)) if m.contains("probe") && n <= LIMIT => {
+            format!("no known audio format in its {n} bytes")
+        }
+        (SymError::Unsupported(m), _) if m.contains("probe") => {
+            "no known audio format in its first 1 MiB".into()
+        }
+        _ => describe(e),
     }
 }
 

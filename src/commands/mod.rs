@@ -8,13 +8,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-use ndarray_npy::WriteNpyExt;
-
-use crate::classify::{classify_file, log_mel_of_file, top_k, windows_of, Aggregate};
+use crate::classify::{classify_file, stream_log_mel, stream_windows, top_k, Aggregate};
 use crate::config::{resolve_watches, Config, ConfigError, SourceConfig};
 use crate::detect::Watch;
 use crate::model::Model;
+use anyhow::Context;
 
 /// Loads the configuration, its model, and resolves watched labels: everything `run` needs
 /// before a thread starts. Label errors are reported like config errors, with key paths.
@@ -94,11 +92,7 @@ pub fn classify(
     let mut failed = 0;
     let stdout = std::io::stdout();
     for path in files {
-        let bar = indicatif::ProgressBar::new(1000).with_message(path.display().to_string());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}%")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let bar = progress_bar(path);
         let result = classify_file(&model, path, aggregate, &mut |f| {
             bar.set_position((f * 1000.0) as u64)
         });
@@ -148,27 +142,43 @@ pub fn classify(
     Ok(())
 }
 
-/// `soundsentry fbank`.
+/// `soundsentry fbank`: streamed to the file as frames come, in memory one window at most.
 pub fn fbank(file: &Path, model_dir: &Path, out: &Path, raw: bool) -> anyhow::Result<()> {
     let model = Model::load(model_dir)?;
-    let mel = log_mel_of_file(&model, file, &mut |_| {})?;
-    let writer = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("{}", out.display()))?,
-    );
-    if raw {
-        ndarray::Array2::from_shape_vec((mel.frames, mel.bins), mel.data)?
-            .write_npy(writer)
-            .with_context(|| format!("{}", out.display()))?;
+    let m = &model.manifest;
+    let bins = m.fbank.mel_bins;
+    let at = |e: std::io::Error| anyhow::anyhow!("{}: {e}", out.display());
+    let writer = std::io::BufWriter::new(std::fs::File::create(out).map_err(at)?);
+    let bar = progress_bar(file);
+    let mut progress = |f: f64| bar.set_position((f * 1000.0) as u64);
+    // Rows: frames (raw, or a dynamic model's windows end to end, the last one shorter) or
+    // whole windows of a fixed-input model.
+    let row: Vec<usize> = if raw || m.dynamic_frames {
+        vec![bins]
     } else {
-        let windows = windows_of(&model, &mel);
-        let w = model.manifest.window_frames;
-        let n = windows.len();
-        let flat: Vec<f32> = windows.into_iter().flatten().collect();
-        ndarray::Array3::from_shape_vec((n, w, mel.bins), flat)?
-            .write_npy(writer)
-            .with_context(|| format!("{}", out.display()))?;
-    }
-    Ok(())
+        vec![m.window_frames, bins]
+    };
+    let mut npy = crate::npy::NpyWriter::new(writer, &row).map_err(at)?;
+    let result = if raw {
+        stream_log_mel(m, file, &mut progress, &mut |frames| {
+            npy.rows(frames).map_err(at)
+        })
+    } else {
+        stream_windows(m, file, &mut progress, &mut |w| npy.rows(&w).map_err(at))
+    };
+    bar.finish_and_clear();
+    result?;
+    npy.finish().map_err(at)
+}
+
+/// The progress bar of a file's offline work (hidden when stderr is not a terminal).
+fn progress_bar(path: &Path) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1000).with_message(path.display().to_string());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}%")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// `soundsentry check-config`.

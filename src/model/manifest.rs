@@ -86,9 +86,15 @@ pub struct Manifest {
     pub sample_rate: u32,
     /// Frames per window fed to the model.
     pub window_frames: usize,
-    /// Whether the graph accepts any number of frames.
+    /// Whether the graph accepts any number of frames. Such a model is fed the frames a
+    /// window has (at stream start, at the end of a file), never padding.
     #[serde(default)]
     pub dynamic_frames: bool,
+    /// With `dynamic_frames`: the frame counts the model sees are multiples of this (BEATs'
+    /// 16-frame patches: the frames past the last whole patch do not change its output, so
+    /// they are left out and fewer shapes are optimised). 1 when absent.
+    #[serde(default = "one")]
+    pub frame_multiple: usize,
     /// Output activation.
     pub output: Activation,
     /// Optional cross-check of the labels count.
@@ -119,6 +125,12 @@ impl Manifest {
         if m.window_frames == 0 {
             problems.push("window_frames must be > 0".to_owned());
         }
+        if m.frame_multiple == 0 || m.frame_multiple > m.window_frames.max(1) {
+            problems.push(format!(
+                "frame_multiple must lie in 1..={} (window_frames)",
+                m.window_frames
+            ));
+        }
         if m.normalize.std * m.normalize.std_factor <= 0.0 {
             problems.push("normalize.std and std_factor must be > 0".to_owned());
         }
@@ -135,6 +147,18 @@ impl Manifest {
         }
     }
 
+    /// How many frames the model is fed for a window of `frames` frames: `window_frames` for
+    /// a fixed-input model (padded or cut) and for a full window; for a shorter window of a
+    /// `dynamic_frames` model, the frames there are rounded down to a multiple of
+    /// `frame_multiple`, and at least one multiple (a window shorter than that is padded).
+    pub fn frames_fed(&self, frames: usize) -> usize {
+        if !self.dynamic_frames || frames >= self.window_frames {
+            return self.window_frames;
+        }
+        let m = self.frame_multiple.max(1);
+        (frames / m * m).max(m).min(self.window_frames)
+    }
+
     /// The fbank stage configuration this model needs.
     pub fn fbank_config(&self) -> FbankConfig {
         FbankConfig {
@@ -148,4 +172,8 @@ impl Manifest {
             high_freq: 0.0,
         }
     }
+}
+
+fn one() -> usize {
+    1
 }

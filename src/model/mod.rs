@@ -104,6 +104,7 @@ impl Model {
             &onnx,
             manifest.window_frames,
             manifest.fbank.mel_bins,
+            manifest.dynamic_frames,
             threads,
             device,
             attention,

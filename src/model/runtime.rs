@@ -66,106 +66,64 @@ impl std::str::FromStr for Attention {
     }
 }
 
-/// A run state of an optimised tract plan for a fixed input shape (1, frames, mel_bins), kept
-/// between windows (the state holds its plan).
+/// One optimised tract plan for a fixed input shape (1, frames, mel_bins), with its run
+/// state (the state holds its plan).
+struct Plan {
+    state: Box<dyn State>,
+    outputs: usize,
+    device: Device,
+    bf16_attention: bool,
+}
+
+/// The model's run states: the plan for the full window, and for a `dynamic_frames` model one
+/// more for the last shorter window asked for (stream start, end of a file), built on demand
+/// and dropped when a full window runs again, so a stream holds two plans only while it starts.
 pub struct Runtime {
     state: Mutex<Box<dyn State>>,
+    short: Mutex<Option<(usize, Box<dyn State>)>>,
+    path: std::path::PathBuf,
     frames: usize,
     bins: usize,
+    dynamic: bool,
     outputs: usize,
     executor: Executor,
     device: Device,
+    requested: (Device, Attention),
     bf16_attention: bool,
 }
 
 impl Runtime {
     /// Loads the ONNX file, fixes the input to (1, frames, bins), optimises, and checks that
     /// the output is one score vector. tract's reason is kept in the error. With `threads`
-    /// above 1, tract's matrix products run on a pool of that many threads.
+    /// above 1, tract's matrix products run on a pool of that many threads. With `dynamic`,
+    /// windows of fewer frames are run too, each length on a plan optimised for it.
     pub fn load(
         path: &Path,
         frames: usize,
         bins: usize,
+        dynamic: bool,
         threads: usize,
         device: Device,
         attention: Attention,
     ) -> Result<Self, ModelError> {
-        let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
-            path: path.to_owned(),
-            msg: format!("{stage}: {e:#}"),
-        };
-        if !path.is_file() {
-            return Err(ModelError::Onnx {
-                path: path.to_owned(),
-                msg: "file not found".into(),
-            });
-        }
-        // value_info entries are shape hints; onnxruntime's quantiser writes symbolic ones
-        // ("frames") that clash with the concrete window we set, so they are ignored.
-        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        let model = super::load::inference_model(&onnx, path)
-            .map_err(|e| err("not a loadable ONNX model", e))?;
-        // Each stage of a load runs code the next does not; the pages of the stages done
-        // leave the resident set (memory::release_code_pages), or the load's peak would
-        // hold all of them on top of its largest buffers.
-        crate::memory::release_code_pages();
-        let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
-        if let Some(shape) = declared.shape.concretize() {
-            let want = [1, frames, bins];
-            let fixed: Vec<Option<usize>> = shape.iter().map(|d| d.to_usize().ok()).collect();
-            let fits = fixed.len() == 3
-                && fixed
-                    .iter()
-                    .zip(want)
-                    .all(|(got, w)| got.is_none_or(|g| g == w));
-            if !fits {
-                return Err(ModelError::Onnx {
-                    path: path.to_owned(),
-                    msg: format!(
-                        "input shape {shape:?} does not fit the manifest's (1, {frames}, {bins})"
-                    ),
-                });
-            }
-        }
-        let model = model
-            .with_input_fact(0, f32::fact([1, frames, bins]).into())
-            .map_err(|e| err("setting the input shape", e))?
-            .into_typed()
-            .and_then(declutter)
-            .map_err(|e| err("typing the graph for the manifest's input shape", e))?;
-        let out = model
-            .output_fact(0)
-            .map_err(|e| err("no output", e))?
-            .shape
-            .as_concrete()
-            .map(|s| s.to_vec());
-        let outputs = match out.as_deref() {
-            Some([1, n]) => *n,
-            other => {
-                return Err(ModelError::Onnx {
-                    path: path.to_owned(),
-                    msg: format!("output shape {other:?}, expected (1, labels)"),
-                })
-            }
-        };
-        let (plan, device, bf16_attention) = prepare(model, device, attention)
-            .map_err(|e| err("optimising for the manifest's input shape", e))?;
-        let state = plan
-            .spawn()
-            .map_err(|e| err("making the model runnable", e))?;
+        let plan = build_plan(path, frames, bins, device, attention)?;
         let executor = if threads > 1 {
             Executor::multithread_with_name(threads, "soundsentry-mm")
         } else {
             Executor::SingleThread
         };
         Ok(Self {
-            state: Mutex::new(state),
+            state: Mutex::new(plan.state),
+            short: Mutex::new(None),
+            path: path.to_owned(),
             frames,
             bins,
-            outputs,
+            dynamic,
+            outputs: plan.outputs,
             executor,
-            device,
-            bf16_attention,
+            device: plan.device,
+            requested: (device, attention),
+            bf16_attention: plan.bf16_attention,
         })
     }
 
@@ -188,27 +146,144 @@ impl Runtime {
         self.outputs
     }
 
-    /// Runs one prepared window (`frames × bins` values) and returns the raw outputs.
+    /// Runs one prepared window (`frames × bins` values: the full window, or for a dynamic
+    /// model any whole number of frames up to it) and returns the raw outputs.
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
         let fail = |e: anyhow::Error| ModelError::Inference(format!("{e:#}"));
-        if input.len() != self.frames * self.bins {
+        let frames = input.len() / self.bins;
+        let fits = input.len().is_multiple_of(self.bins)
+            && (frames == self.frames || (self.dynamic && (1..self.frames).contains(&frames)));
+        if !fits {
             return Err(ModelError::Inference(format!(
-                "window has {} values, expected {}",
+                "window has {} values, expected {}{}",
                 input.len(),
-                self.frames * self.bins
+                self.frames * self.bins,
+                if self.dynamic {
+                    format!(" or fewer, a multiple of {}", self.bins)
+                } else {
+                    String::new()
+                }
             )));
         }
-        let tensor = Tensor::from_shape(&[1, self.frames, self.bins], input).map_err(fail)?;
-        // The state is only shared with the caller's own thread; a poisoned lock means an
+        let tensor = Tensor::from_shape(&[1, frames, self.bins], input).map_err(fail)?;
+        let run = |state: &mut Box<dyn State>| {
+            multithread_tract_scope(self.executor.clone(), || {
+                state.run(tvec!(tensor.into_tvalue()))
+            })
+            .map_err(fail)
+        };
+        // The states are only shared with the caller's own thread; a poisoned lock means an
         // earlier run panicked inside tract, and its state is still a valid state to reuse.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let out = multithread_tract_scope(self.executor.clone(), || {
-            state.run(tvec!(tensor.into_tvalue()))
-        })
-        .map_err(fail)?;
+        let out = if frames == self.frames {
+            let mut short = self.short.lock().unwrap_or_else(|p| p.into_inner());
+            if short.take().is_some() {
+                tracing::debug!("plan for shorter windows released");
+            }
+            drop(short);
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            run(&mut state)?
+        } else {
+            let mut short = self.short.lock().unwrap_or_else(|p| p.into_inner());
+            if short.as_ref().is_none_or(|(n, _)| *n != frames) {
+                *short = None; // one plan at a time beside the full window's
+                let started = std::time::Instant::now();
+                let (device, attention) = self.requested;
+                let plan =
+                    build_plan(&self.path, frames, self.bins, device, attention).map_err(|e| {
+                        ModelError::Inference(format!("a window of {frames} frames: {e}"))
+                    })?;
+                tracing::debug!(
+                    frames,
+                    ms = started.elapsed().as_millis() as u64,
+                    "plan for a shorter window optimised"
+                );
+                *short = Some((frames, plan.state));
+            }
+            let (_, state) = short.as_mut().expect("just built");
+            run(state)?
+        };
         let view = out[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// Loads the ONNX file for the input (1, frames, bins), optimises it and makes it runnable.
+fn build_plan(
+    path: &Path,
+    frames: usize,
+    bins: usize,
+    device: Device,
+    attention: Attention,
+) -> Result<Plan, ModelError> {
+    let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
+        path: path.to_owned(),
+        msg: format!("{stage}: {e:#}"),
+    };
+    if !path.is_file() {
+        return Err(ModelError::Onnx {
+            path: path.to_owned(),
+            msg: "file not found".into(),
+        });
+    }
+    // value_info entries are shape hints; onnxruntime's quantiser writes symbolic ones
+    // ("frames") that clash with the concrete window we set, so they are ignored.
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let model = super::load::inference_model(&onnx, path)
+        .map_err(|e| err("not a loadable ONNX model", e))?;
+    // Each stage of a load runs code the next does not; the pages of the stages done
+    // leave the resident set (memory::release_code_pages), or the load's peak would
+    // hold all of them on top of its largest buffers.
+    crate::memory::release_code_pages();
+    let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
+    if let Some(shape) = declared.shape.concretize() {
+        let want = [1, frames, bins];
+        let fixed: Vec<Option<usize>> = shape.iter().map(|d| d.to_usize().ok()).collect();
+        let fits = fixed.len() == 3
+            && fixed
+                .iter()
+                .zip(want)
+                .all(|(got, w)| got.is_none_or(|g| g == w));
+        if !fits {
+            return Err(ModelError::Onnx {
+                path: path.to_owned(),
+                msg: format!(
+                    "input shape {shape:?} does not fit the manifest's (1, {frames}, {bins})"
+                ),
+            });
+        }
+    }
+    let model = model
+        .with_input_fact(0, f32::fact([1, frames, bins]).into())
+        .map_err(|e| err("setting the input shape", e))?
+        .into_typed()
+        .and_then(declutter)
+        .map_err(|e| err("typing the graph for the manifest's input shape", e))?;
+    let out = model
+        .output_fact(0)
+        .map_err(|e| err("no output", e))?
+        .shape
+        .as_concrete()
+        .map(|s| s.to_vec());
+    let outputs = match out.as_deref() {
+        Some([1, n]) => *n,
+        other => {
+            return Err(ModelError::Onnx {
+                path: path.to_owned(),
+                msg: format!("output shape {other:?}, expected (1, labels)"),
+            })
+        }
+    };
+    let (plan, device, bf16_attention) = prepare(model, device, attention)
+        .map_err(|e| err("optimising for the manifest's input shape", e))?;
+    let state = plan
+        .spawn()
+        .map_err(|e| err("making the model runnable", e))?;
+    Ok(Plan {
+        state,
+        outputs,
+        device,
+        bf16_attention,
+    })
 }
 
 /// Declutters a typed model as a load does: constant shape arithmetic folded first
