@@ -2,6 +2,8 @@
 //!
 //! `bench_probe fbank FILE.f32 BINS ITERS` — frames/s of the fbank (BEATs setting) on raw
 //! little-endian f32 samples at 16 kHz.
+//! Every mode honours `SOUNDSENTRY_KERNELS=avx2|generic` (the kernels of a CPU without
+//! AVX-512, or without any vector extension) and prints the instruction set it ran with.
 //! `bench_probe model DIR ITERS [THREADS]` — load time, ms per window and RSS (peak, after
 //! the load, after the runs) of a model folder, on a constant window (`BENCH_INPUT=noise`:
 //! a varied one).
@@ -27,6 +29,8 @@ use soundsentry::model::Model;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    // Before tract reads the instruction set.
+    let _ = soundsentry::model::kernels::chosen();
     match args.get(1).map(String::as_str) {
         Some("fbank") => {
             let x = read_f32(&args[2])?;
@@ -118,7 +122,9 @@ fn main() -> anyhow::Result<()> {
                 serde_json::json!({"load_s": load_s, "ms_median": times[times.len() / 2],
                     "ms_min": times[0], "peak_rss_mb": peak_rss_mb(),
                     "load_peak_rss_mb": load_peak, "rss_after_load_mb": after_load,
-                    "rss_after_runs_mb": status_mb("VmRSS:"), "exe_rss_mb": soundsentry::memory::exe_resident_bytes().unwrap_or(0) as f64 / 1048576.0})
+                    "rss_after_runs_mb": status_mb("VmRSS:"), "exe_rss_mb": soundsentry::memory::exe_resident_bytes().unwrap_or(0) as f64 / 1048576.0,
+                    "kernels": soundsentry::model::kernels::chosen().to_string(),
+                    "isa": soundsentry::model::kernels::isa()})
             );
         }
         Some("onnx") => {
@@ -172,7 +178,9 @@ fn main() -> anyhow::Result<()> {
             times.sort_by(f64::total_cmp);
             println!(
                 "{}",
-                serde_json::json!({"ms_median": times[times.len() / 2]})
+                serde_json::json!({"ms_median": times[times.len() / 2],
+                    "kernels": soundsentry::model::kernels::chosen().to_string(),
+                    "isa": soundsentry::model::kernels::isa()})
             );
             if let Ok(pat) = std::env::var("BENCH_DUMP") {
                 for node in plan.model().nodes() {

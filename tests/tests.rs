@@ -8,6 +8,7 @@ mod capture;
 mod cli;
 mod demo_scene;
 mod fbank_parity;
+mod kernels;
 mod levels;
 mod model_parity;
 mod mqtt;

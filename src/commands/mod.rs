@@ -18,6 +18,10 @@ use anyhow::Context;
 /// before a thread starts. Label errors are reported like config errors, with key paths.
 pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
     let cfg = Config::load(path)?;
+    if let Some(k) = cfg.kernels {
+        crate::model::kernels::select(k)
+            .map_err(|e| anyhow::anyhow!("{}: model.kernels: {e}", path.display()))?;
+    }
     let model = Model::load_on(
         &cfg.model_path,
         cfg.threads.get(),
@@ -58,6 +62,8 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         sensor = %cfg.sensor_id,
         device = %model.device(),
         attention = model.attention(),
+        kernels = %crate::model::kernels::chosen(),
+        isa = crate::model::kernels::isa(),
         threads = cfg.threads.get(),
         mqtt = cfg.mqtt.url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "off".into()),
         "run started"
@@ -184,6 +190,11 @@ fn progress_bar(path: &Path) -> indicatif::ProgressBar {
 /// `soundsentry check-config`.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
     let (cfg, model, watches) = load_all(path)?;
+    if model.manifest.quantized {
+        if let Some(why) = crate::model::kernels::int8_warning() {
+            println!("{}: warning: model.path: {why}", path.display());
+        }
+    }
     println!(
         "{}: ok (model {}, {} labels, {} watched, hop {:?})",
         path.display(),

@@ -48,6 +48,8 @@ pub struct Config {
     pub device: crate::model::Device,
     /// How a quantised model's attention products run (`model.attention`).
     pub attention: crate::model::Attention,
+    /// Which CPU kernels may run (`model.kernels`); absent: `SOUNDSENTRY_KERNELS` or auto.
+    pub kernels: Option<crate::model::Kernels>,
     /// Where audio comes from.
     pub source: SourceConfig,
     /// Time between windows.

@@ -119,6 +119,7 @@ pub struct RawModel {
     pub threads: Option<usize>,
     pub device: Option<String>,
     pub attention: Option<String>,
+    pub kernels: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{Raw, RawMqtt, RawSettings};
 use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
-use crate::model::{Attention, Device, Label};
+use crate::model::{Attention, Device, Kernels, Label};
 use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
 use crate::source::{RawFormat, RawLayout, Restart};
 use std::path::PathBuf;
@@ -40,6 +40,11 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
     });
     let device: Device = parsed(raw.model.device.as_deref(), "model.device", &mut err);
     let attention: Attention = parsed(raw.model.attention.as_deref(), "model.attention", &mut err);
+    let kernels: Option<Kernels> = raw
+        .model
+        .kernels
+        .as_deref()
+        .map(|k| parsed(Some(k), "model.kernels", &mut err));
     let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
     if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&chunk) {
         err("source.chunk", "must be from 10ms to 10s".into());
@@ -199,6 +204,7 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         threads,
         device,
         attention,
+        kernels,
         source,
         hop,
         detect: DetectConfig { defaults, watch },
@@ -548,7 +554,7 @@ mod tests {
     #[test]
     fn every_invalid_value_is_reported_with_its_key() {
         let e = errors(
-            "[model]\ndevice = \"tpu\"\nattention = \"bf16\"\n[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
+            "[model]\ndevice = \"tpu\"\nattention = \"bf16\"\nkernels = \"avx9\"\n[source]\nkind = \"mic\"\n[analysis]\nhop = \"soon\"\n[detect]\non = 1.5\n\
              [[detect.watch]]\nlabels = []\non = 0.6\noff = 0.9\n",
         );
         let keys: Vec<_> = e.iter().map(|(k, _)| k.as_str()).collect();
@@ -556,6 +562,7 @@ mod tests {
             "model.path",
             "model.device",
             "model.attention",
+            "model.kernels",
             "source.kind",
             "analysis.hop",
             "detect.on",

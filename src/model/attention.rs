@@ -759,11 +759,11 @@ fn softmax_lanes(p: &mut [f32], lanes: usize, inv_sum: &mut [f32]) -> TractResul
 fn softmax_dispatch<const L: usize>(p: &mut [f32], inv_sum: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if super::kernels::avx512f() {
             // SAFETY: the CPU has AVX-512F, checked just above.
             return unsafe { softmax_avx512::<L>(p, inv_sum) };
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if super::kernels::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { softmax_avx2::<L>(p, inv_sum) };
         }

@@ -6,6 +6,7 @@ mod dequant;
 mod fuse;
 mod groups;
 mod input;
+pub mod kernels;
 mod labels;
 mod load;
 mod manifest;
@@ -18,6 +19,7 @@ pub use consts::fold_shape_arithmetic;
 pub use dequant::fuse_scaled_casts;
 pub use fuse::fuse_attention;
 pub use input::prepare_window;
+pub use kernels::Kernels;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
@@ -96,6 +98,8 @@ impl Model {
         attention: Attention,
     ) -> Result<Self, ModelError> {
         let manifest = Manifest::load(&dir.join("model.toml"))?;
+        // Before tract reads the instruction set: SOUNDSENTRY_KERNELS, unless chosen already.
+        let _ = kernels::chosen();
         let labels_path = dir.join(&manifest.labels);
         let labels = labels::load(&labels_path)?;
         let onnx = dir.join(&manifest.onnx);
@@ -131,6 +135,11 @@ impl Model {
         }
         // Run-time allocator settings; the load's freed buffers go back to the OS.
         drop(load_phase);
+        if manifest.quantized {
+            if let Some(why) = kernels::int8_warning() {
+                tracing::warn!(model = %manifest.name, "{why}");
+            }
+        }
         Ok(Self {
             manifest,
             labels,

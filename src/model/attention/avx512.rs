@@ -38,10 +38,10 @@ const AHEAD: usize = 6;
 
 /// Whether this CPU has the instructions of the f32 (`bf16` false) or bfloat16 path.
 pub fn available(bf16: bool) -> bool {
-    std::is_x86_feature_detected!("avx512f")
-        && (!bf16
-            || std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512bf16"))
+    match bf16 {
+        false => crate::model::kernels::avx512f(),
+        true => crate::model::kernels::avx512_bf16(),
+    }
 }
 
 /// Two values as one pair lane: `lo` in the low half (the even k), `hi` in the high half.

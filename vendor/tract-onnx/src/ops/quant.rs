@@ -289,7 +289,7 @@ fn dynamic_quantize_linear_u8(scale: f32, zero_point: u8, xs: &[f32], ys: &mut [
     // soundsentry patch: the same loop compiled for AVX2 where the CPU has it (8 lanes instead
     // of SSE2's 4). The operations are IEEE and Rust's casts, so the bytes are the same.
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if has_avx2() {
         // SAFETY: AVX2 is present on this CPU.
         return unsafe { dynamic_quantize_linear_u8_avx2(scale, zero_point, xs, ys) };
     }
@@ -332,11 +332,19 @@ fn dynamic_quantize_linear_u8_body(scale: f32, zero_point: u8, xs: &[f32], ys: &
 /// the CPU has it).
 fn min_max_with_zero(xs: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if has_avx2() {
         // SAFETY: AVX2 is present on this CPU.
         return unsafe { min_max_with_zero_avx2(xs) };
     }
     min_max_with_zero_body(xs)
+}
+
+/// soundsentry patch: AVX2 where the CPU has it and tract's instruction set (after
+/// `TRACT_CPU_ISA`) allows it, so a run limited to the baseline kernels stays there.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && tract_core::tract_linalg::isa::native().has(tract_core::tract_linalg::isa::Isa::X86_64Avx2)
 }
 
 #[cfg(target_arch = "x86_64")]
