@@ -54,9 +54,35 @@ def ort_probe(onnx, threads, iters):
     print(json.dumps({"ms_median": sorted(ts)[len(ts) // 2], "peak_rss_mb": peak_rss_mb()}))
 
 
-def run_json(cmd):
-    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+def run_json(cmd, env=None):
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                       env={**os.environ, **(env or {})})
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def host_isa():
+    """The instruction set our kernels are picked from here, as the probe reports it."""
+    return run_json([PROBE, "model", "models/sitehome-tiny-ast", "1", "1"])["isa"]
+
+
+def avx2_rows(rows, figures, models, iters, rounds):
+    """On a host with AVX-512: ours again with the kernels of a CPU without it
+    (SOUNDSENTRY_KERNELS=avx2), int8 against fp32 in turn. No onnxruntime ratio: its kernels
+    follow CPUID and cannot be narrowed, so it would run AVX-512 code against our AVX2 code."""
+    env = {"SOUNDSENTRY_KERNELS": "avx2"}
+    dirs = dict(models)
+    for arch in ("default", "ast", "beats"):
+        fp32, int8 = dirs.get(f"{arch}_fp32"), dirs.get(f"{arch}_int8")
+        if not (fp32 and int8):
+            continue
+        t32, t8 = [], []
+        for _ in range(rounds):
+            t32.append(run_json([PROBE, "model", fp32, str(iters), "1"], env)["ms_median"])
+            t8.append(run_json([PROBE, "model", int8, str(iters), "1"], env)["ms_median"])
+        r = min(t8) / min(t32)
+        figures[f"{arch}_int8_vs_fp32_avx2"] = round(r, 3)
+        rows.append((f"{arch} int8 / fp32, ours with AVX2 kernels forced, 1 thread (ms: int8, fp32)",
+                     min(t8), min(t32), r))
 
 
 def fbank_rows(rows, figures):
@@ -226,6 +252,10 @@ def main():
     if not quick:
         window_rows(rows, figures, str(OUT / "ast-full"),
                     [(512, str(OUT / "ast-full-512")), (256, str(OUT / "ast-full-256"))], 3)
+    isa = host_isa()
+    figures["isa"] = isa
+    if "avx512f" in isa.split(","):
+        avx2_rows(rows, figures, models, 3 if not quick else 5, rounds)
     realtime_rows(rows, figures, "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
                   1 if quick else 2, 60 if quick else seconds)
 
@@ -233,7 +263,7 @@ def main():
         return "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
 
     cmd = " ".join(["tools/bench-compare"] + sys.argv[1:])
-    lines = [f"Machine: `{cpu}`, {os.cpu_count()} cores. Command: `{cmd}`.",
+    lines = [f"Machine: `{cpu}`, {os.cpu_count()} cores, kernels from `{isa}`. Command: `{cmd}`.",
              "", "| what | ours | reference | ours / reference |", "|---|---:|---:|---:|"]
     lines += [f"| {w} | {fmt(a)} | {fmt(b)} | {fmt(r)} |" for w, a, b, r in rows]
     table = "\n".join(lines)
