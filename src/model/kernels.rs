@@ -173,7 +173,8 @@ pub fn isa() -> String {
 
 /// Why an int8 model is likely slower than its fp32 original here, if it is: on x86-64 int8
 /// pays only with a dot-product kernel (AVX-512 VNNI, AVX-VNNI or AMX); with AVX2's kernel
-/// the default model's int8 ran 1.5-1.9x slower than its fp32 (BENCHMARKS.md, forced paths).
+/// int8 ran no faster than fp32 (a full-width AST 1.0-1.15x fp32's time, the default model
+/// 1.1-1.3x; BENCHMARKS.md, forced paths).
 /// Not measured on arm64, so never said there.
 pub fn int8_warning() -> Option<String> {
     if !cfg!(target_arch = "x86_64") {
@@ -190,7 +191,7 @@ pub fn int8_warning() -> Option<String> {
     }
     Some(format!(
         "this model is int8, but the kernels here ({}) have no int8 dot product \
-         (VNNI or AMX): int8 ran 1.5-1.9x slower than fp32 with AVX2 kernels \
+         (VNNI or AMX): int8 ran 1.0-1.3x fp32's time with AVX2 kernels \
          (BENCHMARKS.md); the fp32 model is likely faster on this CPU",
         isa()
     ))

@@ -6,7 +6,7 @@ use crate::isa::IsaSet;
 use crate::mmm::{Query, Suitable};
 use crate::mmm_tiers::MmmTier;
 use crate::pack::PackedFormat;
-#[cfg(any(tract_avx512vnni, tract_avxvnni, tract_amx_int8))]
+// soundsentry patch: also the AVX2 i32 kernel's i8 packing, whatever the assembler encodes.
 use crate::pack::PackedI8K4;
 
 #[cfg(tract_amx_int8)]
@@ -148,8 +148,10 @@ MMMExternKernel! { x86_64; avx_mmm_i32_8x4<i32>(8,4)@(256,4) isa(X86_64Avx)
     store(i8)
 }
 
+// soundsentry patch: the i8 x i8 packing is PackedI8K4 (4 K values side by side per lane), the
+// VNNI kernels' layout, which the kernel's VPMADDWD loop reads (x86_64/fma/avx2_mmm_i32_8x8.S.j2).
 MMMExternKernel! { x86_64; avx2_mmm_i32_8x8<i32>(8,8)@(256,4) isa(X86_64Avx2)
-    packing[1] = i8i8 => |k| k.with_packing(PackedFormat::new(DatumType::I8, 8, 256), PackedFormat::new(DatumType::I8, 8, 4));
+    packing[1] = i8i8 => |k| k.with_packing(PackedI8K4::new(8), PackedI8K4::new(8));
 
     store(i8)
 }
