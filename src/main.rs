@@ -59,6 +59,10 @@ fn main() {
         Command::CheckConfig { config } => commands::check_config(config),
         Command::Devices => commands::devices(),
     };
+    // What a command held at most: the figure `--log-level debug` gives for offline work.
+    if let Some(kib) = soundsentry::memory::peak_rss_kib() {
+        tracing::debug!(peak_rss_kib = kib, "command finished");
+    }
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

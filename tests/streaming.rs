@@ -1,42 +1,20 @@
 //! `classify` and `fbank` stream a file: memory does not grow with its length, and the
 //! windows written are the windows the model is fed.
 
-use std::time::Duration;
-
 use crate::util::{bin, fixture, run_ok};
 
-/// The peak resident set of `cmd`, in KiB, read from /proc while it runs (VmHWM only grows).
+/// The peak resident set of `cmd`, in KiB, as the command reports it at its end
+/// (`--log-level debug`: `command finished peak_rss_kib=…`, its own VmHWM).
 fn peak_kib(cmd: &mut std::process::Command) -> u64 {
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    for _ in 0..12_000 {
-        // At most 20 minutes; the runs below take seconds.
-        if let Ok(text) = std::fs::read_to_string(&status) {
-            if let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
-        }
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    peak
+    let out = cmd.arg("--log-level").arg("debug").output().expect("run");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.lines()
+        .filter(|l| l.contains("command finished"))
+        .find_map(|l| l.split("peak_rss_kib=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in the log:\n{log}"))
 }
 
 /// Issue 25 (7): `classify` and `fbank` read the whole file into memory (a 2 GB WAV passed

@@ -112,6 +112,15 @@ pub fn release_code_pages() -> usize {
     0
 }
 
+/// This process's peak resident set so far (VmHWM), KiB; None where /proc is not readable.
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Bytes of this executable's own mappings (code, read-only and relocated data) resident in
 /// memory; None where /proc is not readable.
 pub fn exe_resident_bytes() -> Option<u64> {
