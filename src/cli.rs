@@ -109,7 +109,14 @@ pub enum Command {
     Devices,
     /// Check a configuration file (and the model it names); report every error.
     CheckConfig {
-        /// Configuration file (TOML).
-        config: PathBuf,
+        /// Configuration file (TOML), as a plain argument or, as `run` takes it, `--config F`.
+        #[arg(
+            required_unless_present = "config_flag",
+            conflicts_with = "config_flag"
+        )]
+        config: Option<PathBuf>,
+        /// The same, spelt as `run` takes it.
+        #[arg(long = "config", value_name = "CONFIG")]
+        config_flag: Option<PathBuf>,
     },
 }

@@ -56,7 +56,13 @@ fn main() {
             seconds,
             reference_db,
         } => commands::calibrate(file.as_deref(), config.as_deref(), *seconds, *reference_db),
-        Command::CheckConfig { config } => commands::check_config(config),
+        Command::CheckConfig {
+            config,
+            config_flag,
+        } => match config.as_ref().or(config_flag.as_ref()) {
+            Some(path) => commands::check_config(path),
+            None => Err(anyhow::anyhow!("check-config needs a configuration file")),
+        },
         Command::Devices => commands::devices(),
     };
     // What a command held at most: the figure `--log-level debug` gives for offline work.

@@ -335,6 +335,29 @@ fn check_config_resolves_labels_against_the_model() {
     );
     let good = run_ok(bin().arg("check-config").arg(repo("config/demo.toml")));
     assert!(String::from_utf8_lossy(&good.stdout).contains(": ok"));
+    // Spelt as `run` takes it, too; one of the two, not both, and not neither.
+    let flag = run_ok(
+        bin()
+            .args(["check-config", "--config"])
+            .arg(repo("config/demo.toml")),
+    );
+    assert_eq!(flag.stdout, good.stdout);
+    // Usage errors, status 2 as for any other.
+    let usage = |cmd: &mut Command| {
+        let out = cmd.output().expect("spawn soundsentry");
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let both = usage(
+        bin()
+            .arg("check-config")
+            .arg(repo("config/demo.toml"))
+            .arg("--config")
+            .arg(repo("config/demo.toml")),
+    );
+    assert!(both.contains("cannot be used with"), "{both}");
+    let neither = usage(bin().arg("check-config"));
+    assert!(neither.contains("required"), "{neither}");
 }
 
 #[test]
