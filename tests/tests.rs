@@ -11,6 +11,7 @@ mod fbank_parity;
 mod kernels;
 mod levels;
 mod model_parity;
+mod model_thresholds;
 mod mqtt;
 mod mqtt_outage;
 mod outbox_disk;

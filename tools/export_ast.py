@@ -22,6 +22,7 @@ first layer stay fp32 unless --int8-keep-fp32 says otherwise).
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,8 @@ def main():
     p.add_argument("--labels", type=int, default=527)
     p.add_argument("--label-names", help="text file, one display name per line")
     p.add_argument("--labels-csv", help="with --hf-id: index,mid,display_name file naming the outputs")
+    p.add_argument("--thresholds", type=Path,
+                   help="JSON file {display name: on score} written to model.toml's [thresholds]")
     p.add_argument("--description", help="model.toml description (default: where the weights came from)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-range", type=float, default=0.02,
@@ -176,7 +179,8 @@ def main():
                            normalize={"mean": feats["mean"], "std": feats["std"]},
                            sample_rate=feats["sample_rate"], mel_bins=bins,
                            notice=audioset.ATTRIBUTION if from_table else None,
-                           window_frames=frames, output="sigmoid", dynamic_frames=False)
+                           window_frames=frames, output="sigmoid", dynamic_frames=False,
+                           thresholds=json.loads(args.thresholds.read_text()) if args.thresholds else None)
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ def write_labels(path, labels):
 
 def write_manifest(folder, *, name, description, fbank, normalize, window_frames, output,
                    num_labels, quantized, dynamic_frames, sample_rate=16000, mel_bins=128,
-                   notice=None, frame_multiple=None):
+                   notice=None, frame_multiple=None, thresholds=None):
     """model.toml: everything the pipeline needs to feed the model (see README)."""
     multiple = ("# with dynamic_frames: the frames fed are a multiple of this (whole patches).\n"
                 f"frame_multiple = {frame_multiple}\n") if frame_multiple else ""
@@ -60,6 +60,10 @@ mean = {normalize['mean']!r}
 std = {normalize['std']!r}
 std_factor = 2.0
 '''
+    if thresholds:
+        toml += ("\n# The model's own `on` score per label, chosen where it was trained; a config that\n"
+                 "# sets no `on` for a label uses it (README, *Detection*).\n[thresholds]\n")
+        toml += "".join(f'"{k}" = {v}\n' for k, v in thresholds.items())
     (Path(folder) / "model.toml").write_text(toml)
     if notice:
         (Path(folder) / "NOTICE").write_text(notice)

@@ -2,12 +2,15 @@
 which tests/tools.rs runs in `cargo test`."""
 
 import json
+import struct
 import tempfile
 import unittest
+import zlib
 from pathlib import Path
 
 import audioset
 import hf_features
+import real_sounds
 
 
 class SavedFeatureExtractor(unittest.TestCase):
@@ -108,6 +111,101 @@ class AudioSetNames(unittest.TestCase):
         self.assertEqual(labels[1][1], "Dog")
         self.assertTrue(labels[1][0].startswith("/m/"))
         self.assertEqual(labels[2], ("/hf/2", "My own sound"))
+
+
+
+class RealSounds(unittest.TestCase):
+    """Issue 27: the containers, licences and labelling rules of tools/real_sounds.py."""
+
+    def test_every_rule_compiles_and_names_audioset_labels_of_a_fetched_package(self):
+        names = {n for _, n in audioset.table()}
+        rules = real_sounds.load_rules()
+        self.assertGreater(len(rules), 50)
+        for pkg, _, labels, _ in rules:
+            self.assertIn(pkg, real_sounds.PACKAGES)
+            for lab in (labels or "").split(";"):
+                if lab:
+                    self.assertIn(lab, names)
+
+    def test_no_reserved_package_is_fetched_and_both_splits_exist(self):
+        fetched = set(real_sounds.PACKAGES)
+        self.assertFalse(fetched & real_sounds.RESERVED)
+        self.assertFalse([p for p in fetched if p.startswith("asterisk-")])
+        self.assertEqual({s for _, s in real_sounds.PACKAGES.values()}, {"train", "test"})
+
+    def test_the_first_matching_rule_decides_and_an_unmatched_file_is_left_out(self):
+        rules = real_sounds.load_rules()
+        d = lambda pkg, path: real_sounds.decide(rules, pkg, path)[0]
+        v = "usr/share/games/hedgewars/Data/Sounds/voices/Default/"
+        self.assertEqual(d("hedgewars-data", v + "Hello.ogg"), "Speech")
+        self.assertIsNone(d("hedgewars-data", v + "Laugh.ogg"))
+        self.assertIsNone(d("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices/Robot/Hello.ogg"))
+        cat = "usr/share/games/openttd/baseset/opensfx/opensfx.cat!"
+        self.assertEqual(d("openttd-opensfx", cat + "33 Jackhammer"), "Jackhammer")
+        self.assertEqual(d("openttd-opensfx", cat + "06 Ship horn"), "")
+        self.assertIsNone(d("openttd-opensfx", cat + "21 Beep"))
+        self.assertEqual(real_sounds.decide(rules, "openttd-opensfx", cat + "99 New")[1],
+                         "no rule decides it")
+
+    def test_an_openttd_cat_gives_each_sample_with_the_licence_in_its_name(self):
+        def entry(title, wav):
+            name = title.encode() + b"\0"
+            return bytes([len(name)]) + name + wav
+        a = entry('"Horn". By X. License: Creative Commons Zero 1.0.', b"RIFFaaaa")
+        b = entry('"Saw". By Y. License: Creative Commons Attribution 3.0 Unported.', b"RIFFbb")
+        head = 16
+        blob = struct.pack("<IIII", head | 0x80000000, len(a), head + len(a), len(b)) + a + b
+        got = real_sounds.cat_members(blob)
+        self.assertEqual(list(got), ['00 "Horn"', '01 "Saw"'])
+        self.assertEqual(got['00 "Horn"'], (b"RIFFaaaa", "Creative Commons Zero 1.0"))
+        self.assertEqual(got['01 "Saw"'][1], "Creative Commons Attribution 3.0 Unported")
+
+    def test_a_qt_resource_file_gives_its_sound_files_compressed_or_not(self):
+        def name(s):
+            u = s.encode("utf-16-be")
+            return struct.pack(">HI", len(s), 0) + u
+        names = name("snd") + name("a.ogg") + name("b.wav") + name("c.png")
+        n_snd, n_a = 0, len(name("snd"))
+        n_b, n_c = n_a + len(name("a.ogg")), n_a + len(name("a.ogg")) + len(name("b.wav"))
+        raw_b = b"WAVE" * 8
+        data = struct.pack(">I", 5) + b"OggS!"
+        off_b = len(data)
+        comp = struct.pack(">I", len(raw_b)) + zlib.compress(raw_b)
+        data += struct.pack(">I", len(comp)) + comp
+        off_c = len(data)
+        data += struct.pack(">I", 3) + b"png"
+        node = lambda noff, flags, a, b: struct.pack(">IHII", noff, flags, a, b) + b"\0" * 8
+        leaf = lambda noff, flags, off: struct.pack(">IHHHI", noff, flags, 0, 0, off) + b"\0" * 8
+        tree = (node(0, 2, 1, 1) + node(n_snd, 2, 3, 2)
+                + leaf(n_a, 0, 0) + leaf(n_b, 1, off_b) + leaf(n_c, 0, off_c))
+        header = 24
+        blob = (b"qres" + struct.pack(">IIIII", 2, header, header + len(tree),
+                                      header + len(tree) + len(data), 0) + tree + data + names)
+        got = real_sounds.rcc_members(blob)
+        self.assertEqual(got, {"snd/a.ogg": b"OggS!", "snd/b.wav": raw_b})
+
+    def test_the_last_matching_copyright_paragraph_gives_the_licence(self):
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        doc = Path(d.name) / "usr/share/doc/pkg"
+        doc.mkdir(parents=True)
+        (doc / "copyright").write_text(
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+            "Files: *\nCopyright: A\nLicense: GPL-2+\n\n"
+            "Files: data/sfx/*.ogg\n data/music/x.ogg\nCopyright: B\nLicense: CC-BY-SA-3.0\n\n"
+            "License: GPL-2+\n text\n")
+        paras = real_sounds.dep5(Path(d.name), "pkg")
+        self.assertEqual(real_sounds.licence_of(paras, "usr/share/games/pkg/data/sfx/horn.ogg"),
+                         "CC-BY-SA-3.0")
+        self.assertEqual(real_sounds.licence_of(paras, "usr/share/games/pkg/data/music/x.ogg"),
+                         "CC-BY-SA-3.0")
+        self.assertEqual(real_sounds.licence_of(paras, "usr/share/games/pkg/other.ogg"), "GPL-2+")
+
+    def test_long_files_give_their_start_middle_and_end(self):
+        sr = real_sounds.SR
+        self.assertEqual(real_sounds.segments(3 * sr), [(0, 3 * sr)])
+        self.assertEqual(real_sounds.segments(30 * sr), [(0, 10 * sr), (10 * sr, 10 * sr),
+                                                         (20 * sr, 10 * sr)])
 
 
 if __name__ == "__main__":

@@ -111,6 +111,9 @@ impl SourceConfig {
 pub struct DetectConfig {
     /// Settings for labels without their own.
     pub defaults: WatchSettings,
+    /// Whether `[detect]` sets `on` and `off` itself (else a label's model threshold, if the
+    /// model has one, is its `on`).
+    pub defaults_set: OnOffSet,
     /// Watched labels or groups; empty means every model label with the defaults.
     pub watch: Vec<WatchSpec>,
 }
@@ -124,6 +127,17 @@ pub struct WatchSpec {
     pub labels: Vec<String>,
     /// Thresholds and timings.
     pub settings: WatchSettings,
+    /// Whether this watch or `[detect]` sets `on` and `off`.
+    pub set: OnOffSet,
+}
+
+/// Which of `on` and `off` a configuration sets (rather than leaving them to defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OnOffSet {
+    /// `on` is set.
+    pub on: bool,
+    /// `off` is set.
+    pub off: bool,
 }
 
 /// The `[output]` table.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{Raw, RawMqtt, RawSettings};
-use super::{Config, DetectConfig, OutputConfig, SourceConfig, WatchSpec};
+use super::{Config, DetectConfig, OnOffSet, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
 use crate::model::{Attention, Device, Kernels, Label};
 use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
@@ -167,6 +167,10 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         update_interval: Duration::from_secs(30),
     };
     let defaults = settings(&raw.detect.settings(), &base_settings, "detect", &mut err);
+    let defaults_set = OnOffSet {
+        on: raw.detect.on.is_some(),
+        off: raw.detect.off.is_some(),
+    };
     let mut watch = Vec::new();
     for (i, w) in raw.detect.watch.iter().enumerate() {
         let key = format!("detect.watch[{i}]");
@@ -188,6 +192,10 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             name,
             labels: w.labels.clone(),
             settings: settings(&w.settings(), &defaults, &key, &mut err),
+            set: OnOffSet {
+                on: defaults_set.on || w.on.is_some(),
+                off: defaults_set.off || w.off.is_some(),
+            },
         });
     }
     if !(1..=MAX_TOP_K).contains(&raw.output.top_k) {
@@ -207,7 +215,11 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         kernels,
         source,
         hop,
-        detect: DetectConfig { defaults, watch },
+        detect: DetectConfig {
+            defaults,
+            defaults_set,
+            watch,
+        },
         output: OutputConfig {
             stdout: raw.output.stdout,
             scores: raw.output.scores,
@@ -416,7 +428,9 @@ fn host_name() -> String {
 }
 
 /// Resolves watched label names against the model's labels (case-insensitive, by display
-/// name or slug). With no watch list, every label is watched with the defaults.
+/// name or slug). With no watch list, every label is watched with the defaults. A watch of
+/// one label whose `on` the configuration leaves unset takes the model's threshold for that
+/// label when the model has one (`off` is then min(0.35, on), or min(configured off, on)).
 pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Watch>, Errors> {
     if detect.watch.is_empty() {
         return Ok(labels
@@ -425,7 +439,7 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
             .map(|(i, l)| Watch {
                 name: l.name.clone(),
                 outputs: vec![i],
-                settings: detect.defaults.clone(),
+                settings: with_model_threshold(&detect.defaults, detect.defaults_set, l),
             })
             .collect());
     }
@@ -446,10 +460,16 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
                 )),
             }
         }
+        let settings = match outputs.as_slice() {
+            [o] if spec.labels.len() == 1 => {
+                with_model_threshold(&spec.settings, spec.set, &labels[*o])
+            }
+            _ => spec.settings.clone(),
+        };
         watches.push(Watch {
             name: spec.name.clone(),
             outputs,
-            settings: spec.settings.clone(),
+            settings,
         });
     }
     if errs.is_empty() {
@@ -457,6 +477,17 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
     } else {
         Err(errs)
     }
+}
+
+/// `settings` with the label's model threshold as `on` where the configuration sets no `on`.
+fn with_model_threshold(settings: &WatchSettings, set: OnOffSet, label: &Label) -> WatchSettings {
+    let mut s = settings.clone();
+    if let (false, Some(t)) = (set.on, label.threshold) {
+        s.on = t;
+        // `off` never above `on`: 0.35 when unset, the configured one when set.
+        s.off = if set.off { s.off.min(t) } else { 0.35f32.min(t) };
+    }
+    s
 }
 
 /// `value` parsed, or the type's default when it is absent or invalid (then reported under

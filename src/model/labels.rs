@@ -13,6 +13,8 @@ pub struct Label {
     pub mid: String,
     /// Lower-case ASCII `[a-z0-9_]` form of the name, for topics and keys.
     pub slug: String,
+    /// The model's own `on` score for this label (the manifest's `[thresholds]`), if any.
+    pub threshold: Option<f32>,
 }
 
 /// Reads the labels; their order must follow the `index` column 0, 1, 2, ...
@@ -53,6 +55,7 @@ pub fn load(path: &Path) -> Result<Vec<Label>, ModelError> {
             slug: slugify(&name),
             mid: field(i_mid),
             name,
+            threshold: None,
         });
     }
     if labels.is_empty() {

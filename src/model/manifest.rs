@@ -107,6 +107,10 @@ pub struct Manifest {
     pub fbank: FbankSpec,
     /// Normalisation.
     pub normalize: Normalize,
+    /// The model's own `on` score per label (`[thresholds]`, display name = score), chosen
+    /// where it was trained; a label without one uses the configuration's `on`.
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 impl Manifest {
@@ -136,6 +140,11 @@ impl Manifest {
         }
         if m.fbank.mel_bins == 0 {
             problems.push("fbank.mel_bins must be > 0".to_owned());
+        }
+        for (label, t) in &m.thresholds {
+            if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
+                problems.push(format!("thresholds.{label:?} = {t} must lie strictly between 0 and 1"));
+            }
         }
         if let Err(e) = crate::features::Fbank::new(&m.fbank_config()) {
             problems.push(format!("fbank: {e}"));

@@ -101,7 +101,18 @@ impl Model {
         // Before tract reads the instruction set: SOUNDSENTRY_KERNELS, unless chosen already.
         let _ = kernels::chosen();
         let labels_path = dir.join(&manifest.labels);
-        let labels = labels::load(&labels_path)?;
+        let mut labels = labels::load(&labels_path)?;
+        for (name, t) in &manifest.thresholds {
+            match labels.iter_mut().find(|l| &l.name == name) {
+                Some(l) => l.threshold = Some(*t),
+                None => {
+                    return Err(ModelError::Manifest {
+                        path: dir.join("model.toml"),
+                        msg: format!("thresholds: {name:?} is not a label of {}", manifest.labels),
+                    })
+                }
+            }
+        }
         let onnx = dir.join(&manifest.onnx);
         let load_phase = crate::memory::LoadPhase::start();
         let runtime = Runtime::load(
