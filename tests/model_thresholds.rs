@@ -37,17 +37,29 @@ fn w(name: &str, on: f32, off: f32) -> (String, f32, f32) {
 fn model_thresholds_apply_where_the_config_sets_no_on() {
     assert_eq!(
         watches(""),
-        [w("Siren", 0.8, 0.35), w("Dog", 0.5, 0.35), w("Speech", 0.2, 0.2)]
+        [
+            w("Siren", 0.8, 0.35),
+            w("Dog", 0.5, 0.35),
+            w("Speech", 0.2, 0.2)
+        ]
     );
     // [detect] on applies to every label, the model's thresholds give way.
     assert_eq!(
         watches("[detect]\non = 0.4\n"),
-        [w("Siren", 0.4, 0.35), w("Dog", 0.4, 0.35), w("Speech", 0.4, 0.35)]
+        [
+            w("Siren", 0.4, 0.35),
+            w("Dog", 0.4, 0.35),
+            w("Speech", 0.4, 0.35)
+        ]
     );
     // A configured off stays, but never above the model's on.
     assert_eq!(
         watches("[detect]\noff = 0.3\n"),
-        [w("Siren", 0.8, 0.3), w("Dog", 0.5, 0.3), w("Speech", 0.2, 0.2)]
+        [
+            w("Siren", 0.8, 0.3),
+            w("Dog", 0.5, 0.3),
+            w("Speech", 0.2, 0.2)
+        ]
     );
 }
 
@@ -60,7 +72,11 @@ fn watches_take_the_model_threshold_unless_they_set_their_own_and_groups_never()
     );
     assert_eq!(
         got,
-        [w("siren", 0.8, 0.35), w("Speech", 0.6, 0.35), w("Alarm", 0.5, 0.35)]
+        [
+            w("siren", 0.8, 0.35),
+            w("Speech", 0.6, 0.35),
+            w("Alarm", 0.5, 0.35)
+        ]
     );
 }
 
@@ -87,12 +103,19 @@ fn a_bad_thresholds_table_is_refused_with_its_reason() {
     assert!(e.contains("thresholds") && e.contains("1.5"), "{e}");
 
     let unknown = model_with("[thresholds]\n\"Dgo\" = 0.5\n");
-    let e = Model::load(unknown.path()).err().expect("refused").to_string();
+    let e = Model::load(unknown.path())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("\"Dgo\" is not a label"), "{e}");
 
     let good = model_with("[thresholds]\n\"Dog\" = 0.65\n");
     let m = Model::load(good.path()).expect("loads");
     let dog = m.labels.iter().find(|l| l.name == "Dog").unwrap();
     assert_eq!(dog.threshold, Some(0.65));
-    assert!(m.labels.iter().filter(|l| l.name != "Dog").all(|l| l.threshold.is_none()));
+    assert!(m
+        .labels
+        .iter()
+        .filter(|l| l.name != "Dog")
+        .all(|l| l.threshold.is_none()));
 }

@@ -485,7 +485,11 @@ fn with_model_threshold(settings: &WatchSettings, set: OnOffSet, label: &Label) 
     if let (false, Some(t)) = (set.on, label.threshold) {
         s.on = t;
         // `off` never above `on`: 0.35 when unset, the configured one when set.
-        s.off = if set.off { s.off.min(t) } else { 0.35f32.min(t) };
+        s.off = if set.off {
+            s.off.min(t)
+        } else {
+            0.35f32.min(t)
+        };
     }
     s
 }

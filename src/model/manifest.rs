@@ -143,7 +143,9 @@ impl Manifest {
         }
         for (label, t) in &m.thresholds {
             if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
-                problems.push(format!("thresholds.{label:?} = {t} must lie strictly between 0 and 1"));
+                problems.push(format!(
+                    "thresholds.{label:?} = {t} must lie strictly between 0 and 1"
+                ));
             }
         }
         if let Err(e) = crate::features::Fbank::new(&m.fbank_config()) {
