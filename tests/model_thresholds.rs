@@ -82,17 +82,18 @@ fn watches_take_the_model_threshold_unless_they_set_their_own_and_groups_never()
 
 /// A copy of the default model's folder with `extra` appended to its model.toml.
 fn model_with(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary folder");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sitehome-tiny-ast");
     for f in ["model.onnx", "labels.csv"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy model file");
     }
-    let toml = std::fs::read_to_string(src.join("model.toml")).unwrap();
+    let toml = std::fs::read_to_string(src.join("model.toml")).expect("model.toml");
     let toml = match toml.find("\n[thresholds]") {
         Some(i) => toml[..i].to_owned(),
         None => toml,
     };
-    std::fs::write(dir.path().join("model.toml"), format!("{toml}\n{extra}")).unwrap();
+    std::fs::write(dir.path().join("model.toml"), format!("{toml}\n{extra}"))
+        .expect("write model.toml");
     dir
 }
 
@@ -111,7 +112,11 @@ fn a_bad_thresholds_table_is_refused_with_its_reason() {
 
     let good = model_with("[thresholds]\n\"Dog\" = 0.65\n");
     let m = Model::load(good.path()).expect("loads");
-    let dog = m.labels.iter().find(|l| l.name == "Dog").unwrap();
+    let dog = m
+        .labels
+        .iter()
+        .find(|l| l.name == "Dog")
+        .expect("Dog label");
     assert_eq!(dog.threshold, Some(0.65));
     assert!(m
         .labels
