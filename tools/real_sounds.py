@@ -245,15 +245,9 @@ def segments(n):
 
 
 def write_wav(path, x):
-    import wave
-
-    import numpy as np
+    import synth  # numpy; only needed when clips are written
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    synth.write_wav(path, x)
 
 
 def main():
