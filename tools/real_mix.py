@@ -17,6 +17,8 @@ SR = synth.SR
 EXTRA = [("Music", "/m/04rlf"), ("Animal", "/m/0jbk"), ("Bird", "/m/015p6"), ("Water", "/m/0838f")]
 CLASSES = synth.CLASSES + EXTRA
 NAMES = [n for n, _ in CLASSES]
+# Share of a scene's sounds that are real recordings without any of the labels.
+DISTRACTOR = 0.25
 
 
 def read_wav(path):
@@ -64,8 +66,9 @@ def crop(rng, x, n):
 
 def mixed_clip(rng, n, pool, speech):
     """A clip of n samples: a real or synthesised background with 0-2 sounds on it, each a
-    real recording (a label of the pool, chosen evenly over the labels) or a synthesised
-    one, at -5..+30 dB over the background. Returns (audio, multi-hot over NAMES)."""
+    real recording of a label (chosen evenly over the pool's labels), a real recording
+    without any of the labels (a distractor, unlabelled) or a synthesised sound, at
+    -5..+30 dB over the background. Returns (audio, multi-hot over NAMES)."""
     bg_db = rng.uniform(-55, -20)
     if pool.backgrounds and rng.random() < 0.6:
         bed = crop(rng, pool.audio[pool.backgrounds[rng.integers(len(pool.backgrounds))]], n)
@@ -79,9 +82,15 @@ def mixed_clip(rng, n, pool, speech):
     snr = rng.uniform(-5, 30)
     for _ in range(k):
         length = int(rng.uniform(0.4, 4.0) * SR)
-        if rng.random() < 0.6:
-            label = real_labels[rng.integers(len(real_labels))]
-            i = pool.by_label[label][rng.integers(len(pool.by_label[label]))]
+        pick = rng.random()
+        if pick < DISTRACTOR + 0.45:
+            if pick < DISTRACTOR and pool.backgrounds:
+                # a real sound with none of the labels, as loud as the labelled ones: a shot,
+                # a door or thunder must not be taken for the nearest watched label
+                i = pool.backgrounds[rng.integers(len(pool.backgrounds))]
+            else:
+                label = real_labels[rng.integers(len(real_labels))]
+                i = pool.by_label[label][rng.integers(len(pool.by_label[label]))]
             src = pool.audio[i]
             length = min(length, len(src)) if rng.random() < 0.5 else length
             s = synth.norm(crop(rng, src, length).astype(np.float64))
@@ -116,10 +125,8 @@ def clip_windows(x, clip, hop):
 
 def clip_scores(score_windows, pool, clip, hop):
     """(clips, labels) scores: the maximum over each clip's windows."""
-    out = np.zeros((len(pool.audio), len(NAMES)), dtype=np.float32)
-    for i, x in enumerate(pool.audio):
-        out[i] = score_windows(clip_windows(x, clip, hop)).max(axis=0)
-    return out
+    return np.stack([score_windows(clip_windows(x, clip, hop)).max(axis=0).astype(np.float32)
+                     for x in pool.audio])
 
 
 def choose_thresholds(real_scores, real_y, synth_scores, synth_y, max_false=0.01,

@@ -4,7 +4,7 @@
     python tools/real_sounds.py --cache build/real-cache --out build/real-sounds
 
 fetches the packages below with `apt-get download` (pinned versions), unpacks them with
-`dpkg-deb -x` (inside zip/.wz archives, Qt .rcc resource files and OpenTTD's .cat sound file
+`dpkg-deb -x` (inside zip/.wz/.pk3 archives, Qt .rcc resource files and OpenTTD's .cat sound file
 too), labels files by rules on their path (tools/data/real_sounds_rules.csv; a file no rule
 decides is left out and listed), converts each to 16 kHz mono and writes
 
@@ -18,8 +18,8 @@ decides is left out and listed), converts each to 16 kHz mono and writes
 
 Split by package: the packages marked `test` form the held-out set (no package is in two
 splits); of the `train` packages' files, a quarter (by SHA-256) is the validation set the
-shipped thresholds are chosen on. Packages that ../shared data notes reserve for independent
-evaluation are never fetched. Deterministic: same packages, same clips, same manifest.
+shipped thresholds are chosen on. Packages reserved for independent evaluation (RESERVED) are
+never fetched. Deterministic: same packages, same clips, same manifest.
 """
 
 import argparse
@@ -48,17 +48,22 @@ PACKAGES = {
     "hedgewars-data": ("1.0.2-6", "train"),
     "supertuxkart-data": ("1.4+dfsg-2", "train"),
     "flightgear-data-base": ("1:2020.3.16+dfsg-1", "train"),
+    "wesnoth-1.16-data": ("1:1.16.9-1", "train"),
+    "openarena-data": ("0.8.5split-14", "train"),
     "gcompris-qt-data": ("3.1-2", "test"),
     "warzone2100-data": ("4.3.3-3", "test"),
     "redeclipse-data": ("1.6.0-1", "test"),
     "sound-theme-freedesktop": ("0.8-2", "test"),
 }
+# The licence of packages whose copyright file is not machine-readable (DEP-5), as that file
+# states it for the whole package.
+LICENCE = {"wesnoth-1.16-data": "GPL-2+"}
 RESERVED = {"tuxpaint-stamps-default", "widelands-data", "scratch", "simutrans-pak64",
             "lincity-ng-data", "torcs-data", "ufoai-sound", "ktuberling-data", "kajongg",
             "btanks-data", "warmux-data", "xmoto-data", "openclonk-data",
             "extremetuxracer-data"}
 AUDIO = (".ogg", ".oga", ".wav", ".flac")
-ARCHIVES = (".zip", ".wz")
+ARCHIVES = (".zip", ".wz", ".pk3")
 
 
 def run(cmd, cwd=None):
@@ -283,7 +288,7 @@ def main():
                 clip = f"clips/{name}/{k:04d}-{j}.wav"
                 write_wav(args.out / clip, x[s:s + m])
                 rows.append({"clip": clip, "package": name, "version": version, "path": path,
-                             "sha256": sha, "licence": lic or licence_of(paras, path),
+                             "sha256": sha, "licence": lic or licence_of(paras, path) or LICENCE.get(name, ""),
                              "labels": labels, "start_s": f"{s / SR:.2f}",
                              "seconds": f"{m / SR:.2f}", "split": file_split})
             if k % 200 == 0:

@@ -146,6 +146,15 @@ class RealSounds(unittest.TestCase):
         self.assertIsNone(d("openttd-opensfx", cat + "21 Beep"))
         self.assertEqual(real_sounds.decide(rules, "openttd-opensfx", cat + "99 New")[1],
                          "no rule decides it")
+        pk3 = "usr/share/games/openarena/baseoa/pak0.pk3!sound/"
+        self.assertEqual(d("openarena-data", pk3 + "weapons/shotgun/sshotf1b.wav"), "")
+        self.assertEqual(d("openarena-data", pk3 + "world/waterfall.wav"), "Water")
+        self.assertIsNone(d("openarena-data", pk3 + "weapons/bfg/bfg_fire.wav"))
+        wn = "usr/share/games/wesnoth/1.16/data/core/sounds/"
+        self.assertEqual(d("wesnoth-1.16-data", wn + "ambient/birds2.ogg"), "Bird;Animal")
+        self.assertEqual(d("wesnoth-1.16-data", wn + "gunshot.wav"), "")
+        self.assertIsNone(d("wesnoth-1.16-data", wn + "magic-holy-1.ogg"))
+        self.assertIsNone(d("wesnoth-1.16-data", wn + "orc-die-1.ogg"))
 
     def test_an_openttd_cat_gives_each_sample_with_the_licence_in_its_name(self):
         def entry(title, wav):
