@@ -19,3 +19,4 @@ mod signals;
 mod sources;
 mod streaming;
 mod tools;
+mod vendored_tract;

@@ -1,70 +1,26 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
-mod attention;
-mod consts;
-mod dequant;
-mod fuse;
-mod groups;
+mod error;
 mod input;
 pub mod kernels;
 mod labels;
 mod load;
 mod manifest;
-mod norm;
+mod ops;
 mod runtime;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub use consts::fold_shape_arithmetic;
-pub use dequant::fuse_scaled_casts;
-pub use fuse::fuse_attention;
+pub use error::ModelError;
 pub use input::prepare_window;
 pub use kernels::Kernels;
 pub use labels::{slugify, Label};
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
-pub use norm::fuse_layer_norms;
-pub use runtime::{declutter, rewrite_for_cpu, Attention, Device, Rewrites, Runtime};
-
-/// Why a model cannot be loaded or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A file of the model folder cannot be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// `model.toml` is not valid.
-    #[error("{path}: {msg}")]
-    Manifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
-    /// The labels file is not valid.
-    #[error("{path}: {msg}")]
-    Labels {
-        /// The labels file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
-    /// tract cannot load or optimise the ONNX file, or it does not fit the manifest.
-    #[error("{path}: {msg}")]
-    Onnx {
-        /// The ONNX file.
-        path: PathBuf,
-        /// What is wrong, with tract's reason.
-        msg: String,
-    },
-    /// Running a window failed.
-    #[error("inference failed: {0}")]
-    Inference(String),
-}
+pub use ops::{
+    fold_shape_arithmetic, fuse_attention, fuse_layer_norms, fuse_scaled_casts, Attention,
+};
+pub use runtime::{declutter, rewrite_for_cpu, Device, Rewrites, Runtime};
 
 /// A loaded, optimised, runnable model with everything needed to feed it.
 pub struct Model {
@@ -187,21 +143,4 @@ impl Model {
     pub fn name(&self) -> &str {
         &self.manifest.name
     }
-}
-
-/// The bits of the first output of `model`, optimised and run on `input` (the load-time
-/// rewrites' tests compare them with the unrewritten graph's).
-#[cfg(test)]
-fn optimised_output_bits(
-    model: tract_onnx::prelude::TypedModel,
-    input: tract_onnx::prelude::TValue,
-) -> tract_onnx::prelude::TractResult<Vec<u32>> {
-    use tract_onnx::prelude::*;
-    let out = model.into_optimized()?.into_runnable()?.run(tvec!(input))?;
-    Ok(out[0]
-        .try_as_plain_ram()?
-        .as_slice::<f32>()?
-        .iter()
-        .map(|f| f.to_bits())
-        .collect())
 }

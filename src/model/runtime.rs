@@ -9,6 +9,7 @@ use tract_onnx::tract_core::runtime::{Runnable, State};
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
+use super::ops::{self, Attention};
 use super::ModelError;
 
 /// Where inference runs.
@@ -39,30 +40,6 @@ impl std::fmt::Display for Device {
             Self::Cpu => "cpu",
             Self::Cuda => "cuda",
         })
-    }
-}
-
-/// How a quantised model's attention products run (`model.attention`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Attention {
-    /// A model with 8-bit integer products runs its attention products in bfloat16 where the
-    /// CPU has AVX-512 BF16; every other model, or CPU, in f32.
-    #[default]
-    Auto,
-    /// Always f32, as the graph computes it.
-    F32,
-}
-
-impl std::str::FromStr for Attention {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "f32" => Ok(Self::F32),
-            other => Err(format!(
-                "unknown attention {other:?}: use \"auto\" or \"f32\""
-            )),
-        }
     }
 }
 
@@ -289,7 +266,7 @@ fn build_plan(
 /// Declutters a typed model as a load does: constant shape arithmetic folded first
 /// (`consts.rs`), then tract's declutter.
 pub fn declutter(mut model: TypedModel) -> TractResult<TypedModel> {
-    match super::consts::fold_shape_arithmetic(&mut model) {
+    match ops::fold_shape_arithmetic(&mut model) {
         Ok(0) => {}
         Ok(folded) => tracing::debug!(folded, "constant shape arithmetic folded"),
         // Only memory is at stake: tract's declutter folds the same values.
@@ -320,18 +297,18 @@ pub struct Rewrites {
 /// optimised: fused attention, the int8 products' scaled casts, large grouped int8
 /// convolutions split per group, fused layer norms.
 pub fn rewrite_for_cpu(model: &mut TypedModel, attention: Attention) -> TractResult<Rewrites> {
-    let fused = super::fuse::fuse_attention(model, attention)?;
+    let fused = ops::fuse_attention(model, attention)?;
     let bf16_attention = model
         .nodes()
         .iter()
-        .filter_map(|n| n.op_as::<super::attention::FusedAttention>())
+        .filter_map(|n| n.op_as::<ops::attention::FusedAttention>())
         .filter(|op| op.precision.runs_bf16())
         .count();
     Ok(Rewrites {
         attention: fused,
-        scaled_casts: super::dequant::fuse_scaled_casts(model)?,
-        split_convs: super::groups::split_grouped_convs(model)?,
-        layer_norms: super::norm::fuse_layer_norms(model)?,
+        scaled_casts: ops::fuse_scaled_casts(model)?,
+        split_convs: ops::split_grouped_convs(model)?,
+        layer_norms: ops::fuse_layer_norms(model)?,
         bf16_attention,
     })
 }

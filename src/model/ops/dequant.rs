@@ -233,7 +233,7 @@ mod tests {
     }
 
     fn run(m: TypedModel, rows: usize) -> TractResult<Vec<u32>> {
-        crate::model::optimised_output_bits(m, input(rows))
+        super::super::optimised_output_bits(m, input(rows))
     }
 
     #[test]

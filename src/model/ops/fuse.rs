@@ -1,5 +1,5 @@
 //! Load-time graph rewrite: finds the attention subgraphs of a decluttered model and puts the
-//! fused attention op (`attention.rs`) in their place.
+//! fused attention op (`attention/`) in their place.
 //!
 //! Matched, walking back from each Softmax over one axis (every piece but the two products is
 //! optional, and each intermediate result must have no other reader):

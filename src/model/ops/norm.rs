@@ -207,7 +207,7 @@ mod tests {
     }
 
     fn run(m: TypedModel, rows: usize, n: usize) -> TractResult<Vec<u32>> {
-        crate::model::optimised_output_bits(m, input(rows, n))
+        super::super::optimised_output_bits(m, input(rows, n))
     }
 
     #[test]

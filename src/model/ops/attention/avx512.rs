@@ -25,7 +25,8 @@ use std::arch::x86_64::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::{add_bias, add_gated_bias, bf16, softmax_lanes, Bias, Operand, Plain};
+use super::operand::{add_bias, add_gated_bias, Bias, Operand, Plain};
+use super::softmax::{bf16, softmax_lanes};
 
 /// Query rows per block: three vectors of f32.
 const LANES: usize = 48;
@@ -120,11 +121,20 @@ pub fn head(
     }
 }
 
+/// `run` with the f32 path's instructions.
+///
+/// # Safety
+/// The CPU has AVX-512F (`available(false)`); `head`'s operands are the op's, checked by
+/// `attend`, and its output rows are written by this call alone.
 #[target_feature(enable = "avx512f")]
 unsafe fn head_f32(head: &Head) -> TractResult<()> {
     run::<false>(head)
 }
 
+/// `run` with the bfloat16 path's instructions.
+///
+/// # Safety
+/// The CPU has AVX-512F, BW and BF16 (`available(true)`); otherwise as `head_f32`.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn head_bf16(head: &Head) -> TractResult<()> {
     run::<true>(head)
@@ -132,6 +142,10 @@ unsafe fn head_bf16(head: &Head) -> TractResult<()> {
 
 /// `head`'s work, compiled into each of the two callers above with their instructions: the
 /// k axis of both products in words of one f32 or (BF16) a pair of bfloat16 values.
+///
+/// # Safety
+/// Called only from `head_f32`/`head_bf16`, whose instructions it is inlined with; the
+/// operands' shapes were checked by `attend` and every pointer it derives stays inside them.
 #[inline(always)]
 unsafe fn run<const BF16: bool>(x: &Head) -> TractResult<()> {
     let h = x.h;
@@ -210,6 +224,10 @@ unsafe fn run<const BF16: bool>(x: &Head) -> TractResult<()> {
 
 /// Row t of head h of `x` (d features) as words: the values' bits, or (BF16) ⌈d/2⌉ pairs of
 /// consecutive features; the rows AHEAD further on are prefetched.
+///
+/// # Safety
+/// The caller's instructions are `run`'s; t < the operand's tokens and d ≤ its features, and
+/// `out` holds d words (⌈d/2⌉ pairs in BF16).
 #[inline(always)]
 unsafe fn row_words<const BF16: bool>(x: &Plain, h: usize, t: usize, d: usize, out: &mut [u32]) {
     debug_assert!(out.len() == if BF16 { d.div_ceil(2) } else { d });
@@ -256,6 +274,10 @@ unsafe fn row_words<const BF16: bool>(x: &Plain, h: usize, t: usize, d: usize, o
 }
 
 /// Asks for the cache lines of `len` values of `x` from `at` (all inside `x.values`).
+///
+/// # Safety
+/// `at..at + len` lies inside `x.values` (prefetching reads nothing, but the address is
+/// formed from the slice).
 #[inline(always)]
 unsafe fn prefetch(x: &Plain, at: usize, len: usize) {
     for i in (0..len).step_by(16) {
@@ -267,6 +289,10 @@ unsafe fn prefetch(x: &Plain, at: usize, len: usize) {
 
 /// Keys j and j + 1 of head h of `x` (m keys, d features) as bfloat16 pairs of keys, one
 /// per feature, into `out` (at least d lanes); key j + 1 is zero when j + 1 = m.
+///
+/// # Safety
+/// The caller's instructions are `head_bf16`'s; j < m, d ≤ the operand's features, and `out`
+/// holds at least d lanes.
 #[inline(always)]
 unsafe fn key_pairs(x: &Plain, h: usize, j: usize, m: usize, d: usize, out: &mut [u32]) {
     debug_assert!(out.len() >= d);
@@ -316,6 +342,10 @@ struct Store {
 /// V × B sums: for each of the k steps, sum (v, c) adds lane by lane the products of `a`'s
 /// vector v (at `a + step·a_step + 16v`) with the word `b[step·b_step + c]` broadcast — f32
 /// values, or (BF16) pairs of bfloat16 values whose two products both go into the sum.
+///
+/// # Safety
+/// AVX-512F (and with BF16, AVX-512 BF16) present; `a` and `b` point at `steps` steps of
+/// `a_step` and `b_step` words inside buffers `run` sized for them.
 #[inline(always)]
 unsafe fn tile<const V: usize, const B: usize, const BF16: bool>(
     a: *const u32,
@@ -358,6 +388,10 @@ unsafe fn tile<const V: usize, const B: usize, const BF16: bool>(
 
 /// The block's scores Q·Kᵀ·scale into `p` (key-major, LANES rows per key), for m keys, from
 /// `qp` ([word][row]) and `kp` ([tile][word][key]), dw words per row.
+///
+/// # Safety
+/// As `tile`: `qp`, `kp` and `p` are `run`'s buffers, sized for LANES rows, m keys and dw
+/// words.
 #[inline(always)]
 unsafe fn scores<const BF16: bool>(
     qp: &[u32],
@@ -396,6 +430,9 @@ const INTERLEAVE: [u16; 32] = {
 
 /// The block's probabilities (key-major f32, m keys) as bf16 pairs of consecutive keys,
 /// [key pair][row]; an odd m's last pair has a zero high half.
+///
+/// # Safety
+/// AVX-512F and BW present; `p` holds m·LANES values and `pp` ⌈m/2⌉·LANES words.
 #[inline(always)]
 unsafe fn to_pairs(p: &[f32], m: usize, pp: &mut [u32]) {
     debug_assert!(p.len() >= m * LANES && pp.len() >= m.div_ceil(2) * LANES);
@@ -418,6 +455,10 @@ unsafe fn to_pairs(p: &[f32], m: usize, pp: &mut [u32]) {
 
 /// P·V for the block: out(r, f) = inv_sum[r] · Σⱼ P(r, j)·V(j, f), from `probs` ([key
 /// word][row]) and `vp` ([key word][feature], dv vectors of features), for kv key words.
+///
+/// # Safety
+/// As `tile`; `store` describes rows and features inside the op's output tensor, each
+/// written by this head alone.
 #[inline(always)]
 unsafe fn weighted<const BF16: bool>(
     probs: &[u32],
@@ -471,6 +512,10 @@ unsafe fn weighted<const BF16: bool>(
 
 /// Stores a P·V tile: sums (i, c) are features (f0 + i)·16.. of block row r0 + c, scaled by
 /// the row's inverse sum; rows past `store.rows` and features past d are dropped.
+///
+/// # Safety
+/// AVX-512F present; the stored rows r0..r0 + store.rows and features below d lie inside the
+/// output tensor (`store`), written by this head alone.
 #[inline(always)]
 unsafe fn put<const V: usize>(
     acc: &[[__m512; ROWS]; V],
