@@ -169,23 +169,3 @@ pub fn classify_file_windows(
         scores: acc,
     })
 }
-
-/// Indices and scores of the `k` highest scores, best first (ties by label order).
-pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::top_k;
-
-    #[test]
-    fn top_k_is_sorted_and_stable() {
-        assert_eq!(
-            top_k(&[0.1, 0.9, 0.5, 0.9], 3),
-            [(1, 0.9), (3, 0.9), (2, 0.5)]
-        );
-    }
-}

@@ -1,7 +1,32 @@
 //! soundsentry: recognises sounds with audio transformers and reports them as events.
 //!
 //! # Layout
+//! The data path, in order: [`source`] (a file or a command's output as chunks) or
+//! [`capture`] (a microphone) → [`audio`] (decode, mono, resample) → [`analysis`] (resample →
+//! [`features`] fbank → [`window`] of frames → model input) → [`model`] (tract; its own ops in
+//! `model::ops`) → [`detect`] (scores → events) → [`mqtt`] and stdout; beside it, [`levels`]
+//! (sound levels and limits). [`pipeline`] runs them on threads.
+//!
+//! - [`analysis`]: one stream's chain from samples to prepared model windows.
+//! - [`audio`]: decoding WAV/FLAC/Ogg, downmixing and resampling.
+//! - [`capture`]: microphone capture through cpal (ALSA), with reconnection.
+//! - [`classify`]: offline classification of files (the `classify` command).
+//! - [`cli`]: the command line's subcommands and arguments.
+//! - [`commands`]: each subcommand's work, behind the thin `main`.
+//! - [`config`]: raw TOML → validated domain types, every error at once.
+//! - [`detect`]: per-label hysteresis and hold, start/update/end events.
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
+//! - [`format`]: label slugs, RFC 3339 stamps, rounding, top scores as written.
+//! - [`levels`]: A/C/Z and F/S weighting, Leq and percentiles, limits and their events.
+//! - [`memory`]: keeps the resident set near the model's size.
+//! - [`model`]: model folders (manifest, labels, ONNX) loaded and run by tract.
+//! - [`mqtt`]: publishing through a durable outbox, Home Assistant discovery, status.
+//! - [`notify`]: systemd readiness, status and watchdog notifications.
+//! - [`npy`]: float32 `.npy` files written row by row.
+//! - [`pipeline`]: the threads and bounded queues of `run`, and their shutdown.
+//! - [`source`]: audio sources (file, command) as streams of mono chunks.
+//! - [`window`]: the rolling window over fbank frames.
+
 pub mod analysis;
 pub mod audio;
 pub mod capture;
@@ -11,6 +36,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod features;
+pub mod format;
 pub mod levels;
 pub mod memory;
 pub mod model;

@@ -501,12 +501,9 @@ fn outbox_status(s: &crate::mqtt::StoreState) -> String {
 }
 
 fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
-    let top: Vec<_> = crate::classify::top_k(&w.scores, k)
-        .into_iter()
-        .map(|(i, s)| serde_json::json!({"label": model.labels[i].name, "score": s}))
-        .collect();
+    let top = crate::format::top_json(&model.labels, &w.scores, k);
     serde_json::json!({
-        "v": 1, "type": "scores", "end_offset_s": (w.end_s * 1000.0).round() / 1000.0,
+        "v": 1, "type": "scores", "end_offset_s": crate::format::round3(w.end_s),
         "frames": w.frames, "top": top,
     })
     .to_string()

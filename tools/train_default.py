@@ -7,7 +7,7 @@ sounds (tools/synth.py), on the CPU.
     python tools/train_default.py --real build/real-sounds --out build/default-model
     python tools/export_ast.py --hf-id build/default-model/checkpoint \\
         --labels-csv build/default-model/labels.csv --int8 --name sitehome-tiny-ast \\
-        --out models/sitehome-tiny-ast
+        --thresholds build/default-model/thresholds.json --out models/sitehome-tiny-ast
 
 Features are the daemon's own: Kaldi fbank (torchaudio.compliance.kaldi, the definition the
 daemon's fbank matches), 128 mel bins, AST normalisation. Windows are 128 frames (1.28 s).
@@ -194,6 +194,16 @@ def confusions(pool, y, s, thresholds, top=12):
     return out[:top], len(out)
 
 
+def save_feature_extractor(folder):
+    """The checkpoint's preprocessor_config.json: the features it was trained on (a
+    128-frame window, AST normalisation), which tools/export_ast.py reads and checks."""
+    cfg = {"feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1,
+           "sampling_rate": 16000, "num_mel_bins": 128, "max_length": FRAMES,
+           "do_normalize": True, "mean": AST_MEAN, "std": AST_STD, "padding_value": 0.0,
+           "return_attention_mask": False}
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
@@ -228,6 +238,7 @@ def main():
     train_pool = real_mix.RealPool(args.real, {"train"})
     if args.evaluate_only:
         model = ASTForAudioClassification.from_pretrained(args.out / "checkpoint").eval()
+        save_feature_extractor(args.out / "checkpoint")
         finish(args, model, json.loads((args.out / "metrics.json").read_text()).get("train_seconds"))
         return
     print(f"batched fbank vs torchaudio: max |diff| = {check_features():.2e}", flush=True)
@@ -271,6 +282,7 @@ def main():
 
     model.eval()
     model.save_pretrained(args.out / "checkpoint")
+    save_feature_extractor(args.out / "checkpoint")
     lines = ["index,mid,display_name"] + [f'{i},{mid},"{n}"' for i, (n, mid) in enumerate(CLASSES)]
     (args.out / "labels.csv").write_text("\n".join(lines) + "\n")
     finish(args, model, round(time.time() - t0))

@@ -8,9 +8,10 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::classify::{classify_file, stream_log_mel, stream_windows, top_k, Aggregate};
+use crate::classify::{classify_file, stream_log_mel, stream_windows, Aggregate};
 use crate::config::{resolve_watches, Config, ConfigError, SourceConfig};
 use crate::detect::Watch;
+use crate::format::{top_json, top_k};
 use crate::model::Model;
 use anyhow::Context;
 
@@ -114,10 +115,7 @@ pub fn classify(
         let top = top_k(&scores.scores, k.min(model.labels.len()));
         let mut out = stdout.lock();
         if json {
-            let top: Vec<_> = top
-                .iter()
-                .map(|&(i, s)| serde_json::json!({"label": model.labels[i].name, "score": s}))
-                .collect();
+            let top = top_json(&model.labels, &scores.scores, top.len());
             let line = serde_json::json!({
                 "v": 1, "file": path.display().to_string(), "model": model.name(),
                 "duration_s": scores.duration_s, "windows": scores.windows,

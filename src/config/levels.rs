@@ -94,14 +94,14 @@ pub(super) fn levels(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Leve
                 humantime::format_duration(period)
             )
         });
-        if crate::model::slugify(&name).is_empty() {
+        if crate::format::slugify(&name).is_empty() {
             err(
                 &format!("{key}.name"),
                 format!("{name:?} needs a letter or digit"),
             );
         } else if limits
             .iter()
-            .any(|r| crate::model::slugify(&r.name) == crate::model::slugify(&name))
+            .any(|r| crate::format::slugify(&r.name) == crate::format::slugify(&name))
         {
             err(
                 &format!("{key}.name"),

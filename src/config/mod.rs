@@ -99,13 +99,6 @@ pub enum SourceConfig {
     Capture(crate::capture::CaptureConfig),
 }
 
-impl SourceConfig {
-    /// Whether audio arrives live (it cannot wait for the analysis).
-    pub fn is_live(&self) -> bool {
-        !matches!(self, Self::File { .. })
-    }
-}
-
 /// The `[detect]` table, validated; label names are resolved against the model later.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {

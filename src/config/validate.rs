@@ -341,7 +341,7 @@ fn mqtt(
         client_id: raw
             .client_id
             .clone()
-            .unwrap_or_else(|| format!("soundsentry-{}", crate::model::slugify(sensor_id))),
+            .unwrap_or_else(|| format!("soundsentry-{}", crate::format::slugify(sensor_id))),
         keep_alive,
         qos: raw.qos.min(2),
         prefix: raw.prefix.clone(),
@@ -448,7 +448,7 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
     for (i, spec) in detect.watch.iter().enumerate() {
         let mut outputs = Vec::new();
         for (j, name) in spec.labels.iter().enumerate() {
-            let slug = crate::model::slugify(name);
+            let slug = crate::format::slugify(name);
             match labels
                 .iter()
                 .position(|l| l.name.eq_ignore_ascii_case(name) || l.slug == slug)

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::event::{rfc3339, round3, Event, EventKind, EventStamp, EventState};
+use super::event::{Event, EventKind, EventStamp, EventState};
 use crate::analysis::WindowScores;
+use crate::format::{rfc3339, round3};
 use crate::model::slugify;
 
 /// Thresholds and timings of one watched label or group.

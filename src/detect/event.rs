@@ -93,28 +93,3 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitInfo>,
 }
-
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-21T07:02:13.120Z`.
-pub fn rfc3339(base: jiff::Timestamp, offset_s: f64) -> String {
-    let span = jiff::SignedDuration::from_secs_f64(offset_s.max(0.0));
-    let t = base.checked_add(span).unwrap_or(base);
-    // To the nearest millisecond (formatting alone would truncate 0.9999995 s to .999).
-    let t = t.round(jiff::Unit::Millisecond).unwrap_or(t);
-    format!("{:.3}", t)
-}
-
-/// Rounds seconds to milliseconds, as times are printed.
-pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_utc_with_milliseconds() {
-        let base: jiff::Timestamp = "2026-11-21T07:02:13Z".parse().expect("time");
-        assert_eq!(rfc3339(base, 0.12), "2026-11-21T07:02:13.120Z");
-    }
-}

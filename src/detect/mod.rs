@@ -4,4 +4,4 @@ mod detector;
 mod event;
 
 pub use detector::{Detector, Watch, WatchSettings};
-pub use event::{rfc3339, round3, Event, EventKind, EventStamp, EventState, LimitInfo};
+pub use event::{Event, EventKind, EventStamp, EventState, LimitInfo};

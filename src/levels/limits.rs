@@ -13,7 +13,8 @@ use std::time::Duration;
 use super::clock::Clock;
 use super::meter::Block;
 use super::report::{Levels, Summary};
-use crate::detect::{rfc3339, round3, Event, EventKind, EventState, LimitInfo};
+use crate::detect::{Event, EventKind, EventState, LimitInfo};
+use crate::format::{rfc3339, round3};
 
 /// What a rule compares with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +227,7 @@ impl Limits {
     pub fn names(&self) -> Vec<(String, String)> {
         self.rules
             .iter()
-            .map(|r| (r.rule.name.clone(), crate::model::slugify(&r.rule.name)))
+            .map(|r| (r.rule.name.clone(), crate::format::slugify(&r.rule.name)))
             .collect()
     }
 
@@ -315,7 +316,7 @@ impl Limits {
             id: a.id.clone(),
             sensor: self.sensor.clone(),
             label: rule.name.clone(),
-            slug: crate::model::slugify(&rule.name),
+            slug: crate::format::slugify(&rule.name),
             kind: EventKind::Limit,
             state,
             score: None,

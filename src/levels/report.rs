@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::clock::Clock;
 use super::meter::{to_db, Block, BLOCKS_PER_S};
-use crate::detect::round3;
+use crate::format::round3;
 
 /// Running sums of the blocks of one interval.
 #[derive(Debug, Clone, Default)]
@@ -61,11 +61,6 @@ impl Summary {
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.short.is_empty()
-    }
-
-    /// The A-weighted mean square (LAeq before conversion to dB).
-    pub fn a_mean_square(&self) -> f64 {
-        self.a / self.seconds.max(1e-12)
     }
 
     /// The levels in dB with the calibration `offset`.
@@ -183,7 +178,7 @@ impl Reporter {
     fn report(&mut self, end_s: f64) -> LevelReport {
         let summary = std::mem::take(&mut self.summary);
         let start_s = self.current.take().map_or(0.0, |c| c.1);
-        let at = |s: f64| crate::detect::rfc3339(self.clock.stream_start, s);
+        let at = |s: f64| crate::format::rfc3339(self.clock.stream_start, s);
         LevelReport {
             v: 1,
             kind: "level",

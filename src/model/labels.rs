@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::ModelError;
+use crate::format::slugify;
 
 /// One model output.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,32 +65,9 @@ pub fn load(path: &Path) -> Result<Vec<Label>, ModelError> {
     Ok(labels)
 }
 
-/// Lower-case ASCII slug: letters and digits kept, every other run becomes one `_`.
-pub fn slugify(name: &str) -> String {
-    let mut slug = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.ends_with('_') {
-            slug.push('_');
-        }
-    }
-    slug.trim_matches('_').to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slugs_are_topic_safe() {
-        assert_eq!(
-            slugify("Smoke detector, smoke alarm"),
-            "smoke_detector_smoke_alarm"
-        );
-        assert_eq!(slugify("Power tool"), "power_tool");
-        assert_eq!(slugify("  Dog!"), "dog");
-    }
 
     #[test]
     fn rejects_out_of_order_index() {

@@ -11,10 +11,11 @@ mod runtime;
 
 use std::path::Path;
 
+pub use crate::format::slugify;
 pub use error::ModelError;
 pub use input::prepare_window;
 pub use kernels::Kernels;
-pub use labels::{slugify, Label};
+pub use labels::Label;
 pub use load::inference_model as read_onnx;
 pub use manifest::{Activation, Manifest, Normalize};
 pub use ops::{
