@@ -11,7 +11,8 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Producer, Split};
 
-use crate::source::{sleep_unless, Chunk, Restart, SourceHealth};
+use crate::source::{sleep_unless, Chunk, Restart};
+use crate::stats::SourceHealth;
 
 /// What `[source] kind = "capture"` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

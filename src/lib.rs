@@ -25,6 +25,7 @@
 //! - [`npy`]: float32 `.npy` files written row by row.
 //! - [`pipeline`]: the threads and bounded queues of `run`, and their shutdown.
 //! - [`source`]: audio sources (file, command) as streams of mono chunks.
+//! - [`stats`]: the daemon's counters (windows, events, inference times, source health).
 //! - [`window`]: the rolling window over fbank frames.
 
 pub mod analysis;
@@ -45,4 +46,5 @@ pub mod notify;
 pub mod npy;
 pub mod pipeline;
 pub mod source;
+pub mod stats;
 pub mod window;

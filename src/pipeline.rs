@@ -18,8 +18,9 @@ use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
 use crate::levels::{History, LevelChain, LevelOutput, LevelReport};
 use crate::model::{slugify, Model};
-use crate::mqtt::{Entities, Health, Mqtt};
+use crate::mqtt::{Entities, Mqtt};
 use crate::source::{read_raw, replay_file, run_command, Chunk};
+use crate::stats::Health;
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
 const AUDIO_QUEUE: usize = 64;
@@ -541,7 +542,7 @@ pub(crate) fn feed_source(
     rate: u32,
     shutdown: &AtomicBool,
     audio_tx: crossbeam_channel::Sender<Chunk>,
-    health: &crate::source::SourceHealth,
+    health: &crate::stats::SourceHealth,
 ) {
     match (source, file) {
         (

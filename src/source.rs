@@ -1,5 +1,6 @@
 //! Audio sources: a file replayed as a stream of mono chunks, at full speed or real-time pace.
 
+pub use crate::stats::SourceHealth;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -109,15 +110,6 @@ pub struct RawLayout {
     pub rate: u32,
     /// Interleaved channels (averaged to mono).
     pub channels: u16,
-}
-
-/// What a live source reports while it runs.
-#[derive(Debug, Default)]
-pub struct SourceHealth {
-    /// Chunks dropped because the analysis was behind (the reader never waits).
-    pub overruns_total: std::sync::atomic::AtomicU64,
-    /// Times the command was started again after it ended.
-    pub restarts_total: std::sync::atomic::AtomicU64,
 }
 
 /// Reads raw PCM from `input` until it ends, an error, or `stop`; sends mono chunks of about

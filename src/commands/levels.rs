@@ -121,7 +121,7 @@ fn listen(source: &crate::config::SourceConfig, seconds: f64) -> anyhow::Result<
     let (file, rate) = crate::pipeline::open_source(source)?;
     let want = (seconds.max(0.0) * f64::from(rate)) as usize;
     let shutdown = AtomicBool::new(false);
-    let health = crate::source::SourceHealth::default();
+    let health = crate::stats::SourceHealth::default();
     let (tx, rx) = crossbeam_channel::bounded(64);
     eprintln!("listening for {seconds} s…");
     std::thread::scope(|s| {

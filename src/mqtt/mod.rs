@@ -16,7 +16,6 @@ mod topics;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
 pub use outbox::{Caps, Kind, Message, Outbox, OutboxError};
 pub use settings::{default_outbox, BrokerUrl, MqttSettings, Secret};
@@ -24,62 +23,7 @@ pub use store::{Store, StoreState, MEMORY_BYTES, MEMORY_MESSAGES, RETRY};
 pub use topics::Topics;
 
 use crate::detect::Event;
-
-/// Counters of the running daemon, published on `<base>/stats`.
-#[derive(Debug)]
-pub struct Health {
-    started: Instant,
-    /// Windows scored.
-    pub windows_total: AtomicU64,
-    /// Windows dropped because the model was busy.
-    pub windows_skipped_total: AtomicU64,
-    /// Event messages produced.
-    pub events_total: AtomicU64,
-    /// Overruns and restarts of a live source.
-    pub source: crate::source::SourceHealth,
-    inference_ms: Mutex<VecDeque<f32>>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            windows_total: AtomicU64::new(0),
-            windows_skipped_total: AtomicU64::new(0),
-            events_total: AtomicU64::new(0),
-            source: Default::default(),
-            inference_ms: Mutex::new(VecDeque::new()),
-        }
-    }
-}
-
-impl Health {
-    /// Records one window's inference time (the last 256 are kept for the percentiles).
-    pub fn inference(&self, ms: f32) {
-        let mut q = self.inference_ms.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() == 256 {
-            q.pop_front();
-        }
-        q.push_back(ms);
-    }
-
-    /// (p50, p95) of the recent inference times, ms.
-    pub fn inference_percentiles(&self) -> (Option<f32>, Option<f32>) {
-        let mut v: Vec<f32> = self
-            .inference_ms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if v.is_empty() {
-            return (None, None);
-        }
-        v.sort_by(f32::total_cmp);
-        let at = |p: f32| v[((v.len() - 1) as f32 * p).round() as usize];
-        (Some(at(0.5)), Some(at(0.95)))
-    }
-}
+pub use crate::stats::Health;
 
 /// What a sensor announces: its watched labels and limit rules as (name, slug), each with a
 /// retained ON/OFF state and, with discovery, a binary_sensor; and whether level reports are

@@ -17,7 +17,8 @@ use rumqttc::{
 };
 use serde_json::json;
 
-use super::{BrokerUrl, Health, MqttSettings, Shared, Topics};
+use super::{BrokerUrl, MqttSettings, Shared, Topics};
+use crate::stats::Health;
 
 /// Most outbox messages published and not yet acknowledged.
 const IN_FLIGHT: usize = 64;
@@ -334,7 +335,7 @@ impl Publisher {
         json!({
             "v": 1,
             "sensor": self.topics.sensor,
-            "uptime_s": h.started.elapsed().as_secs(),
+            "uptime_s": h.uptime().as_secs(),
             "windows_total": h.windows_total.load(Ordering::Relaxed),
             "windows_skipped_total": h.windows_skipped_total.load(Ordering::Relaxed),
             "events_total": h.events_total.load(Ordering::Relaxed),
