@@ -13,13 +13,12 @@ use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use crate::analysis::{Analyzer, Window, WindowScores};
-use crate::audio::AudioFile;
 use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, Event, EventStamp, Watch};
 use crate::levels::{History, LevelChain, LevelOutput, LevelReport};
 use crate::model::{slugify, Model};
 use crate::mqtt::{Entities, Mqtt};
-use crate::source::{read_raw, replay_file, run_command, Chunk};
+use crate::source::{feed_source, open_source, Chunk};
 use crate::stats::Health;
 
 /// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
@@ -74,7 +73,7 @@ pub fn run(
 ) -> anyhow::Result<RunStats> {
     let shutdown: &AtomicBool = &control.shutdown;
     let (file, rate) = open_source(&cfg.source)?;
-    let hop_frames = (cfg.hop.as_secs_f64() * 100.0).round() as usize;
+    let hop_frames = model.manifest.frames_in(cfg.hop);
     let mut analyzer =
         Analyzer::new(&model.manifest, rate, hop_frames).context("building the analysis")?;
     let stamp = EventStamp {
@@ -508,67 +507,4 @@ fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
         "frames": w.frames, "top": top,
     })
     .to_string()
-}
-
-/// Opens the configured source: the file (if any) and the sample rate audio will arrive at.
-/// A capture device that is missing at start is assumed at its configured rate (or 48 kHz)
-/// and retried in the background.
-pub(crate) fn open_source(source: &SourceConfig) -> anyhow::Result<(Option<AudioFile>, u32)> {
-    Ok(match source {
-        SourceConfig::File { path, .. } => {
-            let file = AudioFile::open(path)?;
-            let rate = file.sample_rate();
-            (Some(file), rate)
-        }
-        SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
-            (None, layout.rate)
-        }
-        SourceConfig::Capture(c) => {
-            let rate = crate::capture::probe_rate(c).unwrap_or_else(|e| {
-                let guess = c.rate.unwrap_or(48_000);
-                tracing::warn!(reason = %e, rate = guess, "capture device not available yet; retrying in the background");
-                guess
-            });
-            (None, rate)
-        }
-    })
-}
-
-/// The source thread's work: sends the source's audio as chunks until it ends or `shutdown`
-/// is set.
-pub(crate) fn feed_source(
-    source: &SourceConfig,
-    file: Option<AudioFile>,
-    rate: u32,
-    shutdown: &AtomicBool,
-    audio_tx: crossbeam_channel::Sender<Chunk>,
-    health: &crate::stats::SourceHealth,
-) {
-    match (source, file) {
-        (
-            SourceConfig::File {
-                chunk, realtime, ..
-            },
-            Some(file),
-        ) => replay_file(file, *chunk, *realtime, shutdown, audio_tx),
-        (SourceConfig::Stdin { layout, chunk }, _) => {
-            let stdin = std::io::stdin().lock();
-            if let Err(e) = read_raw(stdin, *layout, *chunk, shutdown, &audio_tx, health) {
-                tracing::error!(error = %e, "reading standard input failed; the stream ends");
-            }
-        }
-        (
-            SourceConfig::Command {
-                argv,
-                layout,
-                chunk,
-                restart,
-            },
-            _,
-        ) => run_command(argv, *layout, *chunk, *restart, shutdown, audio_tx, health),
-        (SourceConfig::Capture(c), _) => {
-            crate::capture::capture(c, rate, shutdown, audio_tx, health)
-        }
-        (SourceConfig::File { .. }, None) => {}
-    }
 }

@@ -1,4 +1,6 @@
-//! Audio sources: a file replayed as a stream of mono chunks, at full speed or real-time pace.
+//! Audio sources: a file replayed as a stream of mono chunks, at full speed or real-time pace;
+//! raw PCM from stdin or a command; the configured source opened and fed (`open_source`,
+//! `feed_source`, for `run` and `levels`).
 
 pub use crate::stats::SourceHealth;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::audio::{AudioError, AudioFile};
+use crate::config::SourceConfig;
 
 /// A message from a source: mono samples at the source rate, or the error that ended it.
 pub type Chunk = Result<Vec<f32>, AudioError>;
@@ -301,6 +304,69 @@ fn die_with_parent(cmd: &mut std::process::Command) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = cmd;
+}
+
+/// Opens the configured source: the file (if any) and the sample rate audio will arrive at.
+/// A capture device that is missing at start is assumed at its configured rate (or 48 kHz)
+/// and retried in the background.
+pub fn open_source(source: &SourceConfig) -> anyhow::Result<(Option<AudioFile>, u32)> {
+    Ok(match source {
+        SourceConfig::File { path, .. } => {
+            let file = AudioFile::open(path)?;
+            let rate = file.sample_rate();
+            (Some(file), rate)
+        }
+        SourceConfig::Stdin { layout, .. } | SourceConfig::Command { layout, .. } => {
+            (None, layout.rate)
+        }
+        SourceConfig::Capture(c) => {
+            let rate = crate::capture::probe_rate(c).unwrap_or_else(|e| {
+                let guess = c.rate.unwrap_or(48_000);
+                tracing::warn!(reason = %e, rate = guess, "capture device not available yet; retrying in the background");
+                guess
+            });
+            (None, rate)
+        }
+    })
+}
+
+/// The source thread's work: sends the source's audio as chunks until it ends or `shutdown`
+/// is set.
+pub fn feed_source(
+    source: &SourceConfig,
+    file: Option<AudioFile>,
+    rate: u32,
+    shutdown: &AtomicBool,
+    audio_tx: Sender<Chunk>,
+    health: &SourceHealth,
+) {
+    match (source, file) {
+        (
+            SourceConfig::File {
+                chunk, realtime, ..
+            },
+            Some(file),
+        ) => replay_file(file, *chunk, *realtime, shutdown, audio_tx),
+        (SourceConfig::Stdin { layout, chunk }, _) => {
+            let stdin = std::io::stdin().lock();
+            if let Err(e) = read_raw(stdin, *layout, *chunk, shutdown, &audio_tx, health) {
+                tracing::error!(error = %e, "reading standard input failed; the stream ends");
+            }
+        }
+        (
+            SourceConfig::Command {
+                argv,
+                layout,
+                chunk,
+                restart,
+            },
+            _,
+        ) => run_command(argv, *layout, *chunk, *restart, shutdown, audio_tx, health),
+        (SourceConfig::Capture(c), _) => {
+            crate::capture::capture(c, rate, shutdown, audio_tx, health)
+        }
+        (SourceConfig::File { .. }, None) => {}
+    }
 }
 
 #[cfg(test)]

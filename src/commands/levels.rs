@@ -118,14 +118,14 @@ pub fn calibrate(
 
 /// Reads `seconds` of audio from a configured source (file, stdin, command or capture).
 fn listen(source: &crate::config::SourceConfig, seconds: f64) -> anyhow::Result<(Vec<f32>, u32)> {
-    let (file, rate) = crate::pipeline::open_source(source)?;
+    let (file, rate) = crate::source::open_source(source)?;
     let want = (seconds.max(0.0) * f64::from(rate)) as usize;
     let shutdown = AtomicBool::new(false);
     let health = crate::stats::SourceHealth::default();
     let (tx, rx) = crossbeam_channel::bounded(64);
     eprintln!("listening for {seconds} s…");
     std::thread::scope(|s| {
-        s.spawn(|| crate::pipeline::feed_source(source, file, rate, &shutdown, tx, &health));
+        s.spawn(|| crate::source::feed_source(source, file, rate, &shutdown, tx, &health));
         let mut samples = Vec::with_capacity(want);
         // Bounded: the source ends by itself, or is stopped once enough audio arrived, or
         // after twice the time asked for plus 10 s.

@@ -170,6 +170,13 @@ impl Manifest {
         (frames / m * m).max(m).min(self.window_frames)
     }
 
+    /// How many fbank frames a stretch of audio `d` long advances by: `d` in frame shifts
+    /// (`fbank.frame_shift_ms`), rounded, at least one (the analysis hop in frames).
+    pub fn frames_in(&self, d: std::time::Duration) -> usize {
+        let shift_ms = f64::from(self.fbank.frame_shift_ms);
+        ((d.as_secs_f64() * 1000.0 / shift_ms).round() as usize).max(1)
+    }
+
     /// The fbank stage configuration this model needs.
     pub fn fbank_config(&self) -> FbankConfig {
         FbankConfig {
@@ -187,4 +194,28 @@ impl Manifest {
 
 fn one() -> usize {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    fn manifest(shift_ms: f32) -> super::Manifest {
+        let text = format!(
+            "name = \"m\"\nonnx = \"m.onnx\"\nlabels = \"l.csv\"\ninput = \"fbank\"\n\
+             sample_rate = 16000\nwindow_frames = 128\noutput = \"sigmoid\"\n\
+             [fbank]\nwindow = \"hanning\"\nwaveform_scale = 1.0\nmel_bins = 128\nframe_shift_ms = {shift_ms}\n\
+             [normalize]\nmean = 0.0\nstd = 0.5\n"
+        );
+        toml::from_str(&text).expect("manifest")
+    }
+
+    #[test]
+    fn the_hop_in_frames_follows_the_frame_shift() {
+        assert_eq!(manifest(10.0).frames_in(Duration::from_millis(500)), 50);
+        assert_eq!(manifest(20.0).frames_in(Duration::from_millis(500)), 25);
+        assert_eq!(manifest(12.5).frames_in(Duration::from_secs(1)), 80);
+        // Never less than one frame a hop.
+        assert_eq!(manifest(20.0).frames_in(Duration::from_millis(5)), 1);
+    }
 }
