@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use soundsentry::audio::Resampler;
 use soundsentry::features::{Fbank, FbankConfig};
-use soundsentry::model::Model;
+use soundsentry::model::{Model, ModelConfig};
 
 fn noise(n: usize) -> Vec<f32> {
     let mut s = 1u64;
@@ -108,7 +108,7 @@ fn models(c: &mut Criterion) {
     let mut g = c.benchmark_group("model");
     g.sample_size(10);
     for dir in dirs {
-        let model = Model::load(&dir).expect("model");
+        let model = Model::load(&ModelConfig::new(&dir)).expect("model");
         let m = &model.manifest;
         let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
         g.bench_function(BenchmarkId::new("window", model.name()), |b| {

@@ -25,7 +25,7 @@
 use std::time::Instant;
 
 use soundsentry::features::{Fbank, FbankConfig};
-use soundsentry::model::Model;
+use soundsentry::model::{Model, ModelConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -59,12 +59,7 @@ fn main() -> anyhow::Result<()> {
         Some("scores") => {
             // Raw outputs of a model folder for windows read from a little-endian f32 file
             // (windows × frames × mel bins), written the same way (windows × labels).
-            let model = Model::load_on(
-                std::path::Path::new(&args[2]),
-                1,
-                soundsentry::model::Device::Cpu,
-                attention()?,
-            )?;
+            let model = Model::load(&ModelConfig::new(&args[2]).attention(attention()?))?;
             let x = read_f32(&args[3])?;
             let len = model.manifest.window_frames * model.manifest.fbank.mel_bins;
             anyhow::ensure!(
@@ -83,11 +78,10 @@ fn main() -> anyhow::Result<()> {
         Some("model") => {
             let t = Instant::now();
             let threads: usize = args.get(4).map(|t| t.parse()).transpose()?.unwrap_or(1);
-            let model = Model::load_on(
-                std::path::Path::new(&args[2]),
-                threads,
-                soundsentry::model::Device::Cpu,
-                attention()?,
+            let model = Model::load(
+                &ModelConfig::new(&args[2])
+                    .threads(threads)
+                    .attention(attention()?),
             )?;
             let load_s = t.elapsed().as_secs_f64();
             let (load_peak, after_load) = (status_mb("VmHWM:"), status_mb("VmRSS:"));

@@ -4,7 +4,7 @@
 use soundsentry::analysis::Analyzer;
 use soundsentry::audio::AudioFile;
 use soundsentry::classify::{classify_file_windows, Aggregate};
-use soundsentry::model::Model;
+use soundsentry::model::{Model, ModelConfig};
 
 use crate::util::{bin, fixture, json_lines, read_npy, run_ok};
 
@@ -15,7 +15,7 @@ const PARITY: f32 = 1e-4;
 const AS_IT_RUNS: f32 = 1e-3;
 
 fn model() -> Model {
-    Model::load(&fixture("models/tiny-beats-official")).expect("model loads")
+    Model::load(&ModelConfig::new(fixture("models/tiny-beats-official"))).expect("model loads")
 }
 
 fn expected(name: &str) -> Vec<Vec<f32>> {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use soundsentry::model::{Attention, Device, Model};
+use soundsentry::model::{Attention, Model, ModelConfig};
 
 use crate::util::{fixture, max_abs_diff, read_npy};
 
@@ -14,8 +14,8 @@ fn parity(name: &str) -> f32 {
 /// `parity` with a quantised model's attention as `attention` says.
 fn parity_with(name: &str, attention: Attention) -> f32 {
     let dir = fixture(&format!("models/{name}"));
-    let model =
-        Model::load_on(&dir, 1, Device::Cpu, attention).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let model = Model::load(&ModelConfig::new(&dir).attention(attention))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let (shape, input) = read_npy(&format!("models/{name}/input.npy"));
     assert_eq!(shape, [1, model.manifest.window_frames, 128]);
     let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
@@ -66,9 +66,9 @@ fn int8_with_bf16_attention_stays_within_the_score_budget() {
     let sigmoid = |x: &f32| 1.0 / (1.0 + (-x).exp());
     for name in ["tiny-ast-int8", "tiny-beats-int8"] {
         let dir = fixture(&format!("models/{name}"));
-        let model = Model::load_on(&dir, 1, Device::Cpu, Attention::Auto).expect("model");
+        let model = Model::load(&ModelConfig::new(&dir)).expect("model");
         assert_eq!(model.attention(), if bf16_cpu() { "bf16" } else { "f32" });
-        let exact = Model::load_on(&dir, 1, Device::Cpu, Attention::F32).expect("model");
+        let exact = Model::load(&ModelConfig::new(&dir).attention(Attention::F32)).expect("model");
         assert_eq!(exact.attention(), "f32");
         let (_, input) = read_npy(&format!("models/{name}/input.npy"));
         let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
@@ -82,7 +82,7 @@ fn int8_with_bf16_attention_stays_within_the_score_budget() {
         assert!(diff <= 0.01, "{name}: {diff}");
     }
     // An fp32 model keeps f32 attention.
-    let fp32 = Model::load_on(&fixture("models/tiny-ast"), 1, Device::Cpu, Attention::Auto);
+    let fp32 = Model::load(&ModelConfig::new(fixture("models/tiny-ast")));
     assert_eq!(fp32.expect("model").attention(), "f32");
 }
 
@@ -98,7 +98,7 @@ fn copy_model(name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn load_err(dir: &Path) -> String {
-    match Model::load(dir) {
+    match Model::load(&ModelConfig::new(dir)) {
         Ok(_) => panic!("{} loaded but is broken", dir.display()),
         Err(e) => e.to_string(),
     }
@@ -176,7 +176,8 @@ fn multithreaded_inference_gives_the_same_scores() {
         let (_, input) = read_npy(&format!("models/{name}/input.npy"));
         let (_, expected) = read_npy(&format!("models/{name}/expected.npy"));
         let load = |threads, attention| {
-            let model = Model::load_on(&dir, threads, Device::Cpu, attention).expect("model");
+            let model = Model::load(&ModelConfig::new(&dir).threads(threads).attention(attention))
+                .expect("model");
             model.raw_outputs(&input).expect("inference")
         };
         let diff = max_abs_diff(&load(2, Attention::F32), &expected);
@@ -190,7 +191,9 @@ fn multithreaded_inference_gives_the_same_scores() {
 /// The model of `dir` typed for its window, as the runtime sees it before optimising.
 fn typed_model(dir: &Path) -> tract_onnx::prelude::TypedModel {
     use tract_onnx::prelude::*;
-    let manifest = Model::load(dir).expect("model loads").manifest;
+    let manifest = Model::load(&ModelConfig::new(dir))
+        .expect("model loads")
+        .manifest;
     tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(dir.join(&manifest.onnx))
@@ -348,7 +351,7 @@ fn a_model_file_behind_a_link_loads() {
     let real = elsewhere.path().join("weights.onnx");
     std::fs::rename(dir.join("model.onnx"), &real).expect("move");
     std::os::unix::fs::symlink(&real, dir.join("model.onnx")).expect("link");
-    let model = Model::load(&dir).expect("load through a link");
+    let model = Model::load(&ModelConfig::new(&dir)).expect("load through a link");
     let (_, input) = read_npy("models/tiny-ast/input.npy");
     let (_, expected) = read_npy("models/tiny-ast/expected.npy");
     let got = model.raw_outputs(&input).expect("inference");
@@ -452,7 +455,9 @@ fn folded_to_one_constant(
 fn shape_arithmetic_folds_before_declutter_without_moving_a_bit() {
     use tract_onnx::prelude::*;
     let typed = |dir: &Path, frames: usize| {
-        let manifest = Model::load(dir).expect("model loads").manifest;
+        let manifest = Model::load(&ModelConfig::new(dir))
+            .expect("model loads")
+            .manifest;
         tract_onnx::onnx()
             .with_ignore_value_info(true)
             .model_for_path(dir.join(&manifest.onnx))

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use soundsentry::config::{resolve_watches, Config};
-use soundsentry::model::{slugify, Label, Model};
+use soundsentry::model::{slugify, Label, Model, ModelConfig};
 
 fn labels() -> Vec<Label> {
     [("Siren", Some(0.8)), ("Dog", None), ("Speech", Some(0.2))]
@@ -100,18 +100,21 @@ fn model_with(extra: &str) -> tempfile::TempDir {
 #[test]
 fn a_bad_thresholds_table_is_refused_with_its_reason() {
     let bad = model_with("[thresholds]\n\"Dog\" = 1.5\n");
-    let e = Model::load(bad.path()).err().expect("refused").to_string();
+    let e = Model::load(&ModelConfig::new(bad.path()))
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("thresholds") && e.contains("1.5"), "{e}");
 
     let unknown = model_with("[thresholds]\n\"Dgo\" = 0.5\n");
-    let e = Model::load(unknown.path())
+    let e = Model::load(&ModelConfig::new(unknown.path()))
         .err()
         .expect("refused")
         .to_string();
     assert!(e.contains("\"Dgo\" is not a label"), "{e}");
 
     let good = model_with("[thresholds]\n\"Dog\" = 0.65\n");
-    let m = Model::load(good.path()).expect("loads");
+    let m = Model::load(&ModelConfig::new(good.path())).expect("loads");
     let dog = m
         .labels
         .iter()

@@ -12,7 +12,7 @@ use crate::classify::{classify_file, stream_log_mel, stream_windows, Aggregate};
 use crate::config::{resolve_watches, Config, ConfigError, SourceConfig};
 use crate::detect::Watch;
 use crate::format::{top_json, top_k};
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use anyhow::Context;
 
 /// Loads the configuration, its model, and resolves watched labels: everything `run` needs
@@ -23,13 +23,8 @@ pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
         crate::model::kernels::select(k)
             .map_err(|e| anyhow::anyhow!("{}: model.kernels: {e}", path.display()))?;
     }
-    let model = Model::load_on(
-        &cfg.model_path,
-        cfg.threads.get(),
-        cfg.device,
-        cfg.attention,
-    )
-    .with_context(|| format!("{}: model.path", path.display()))?;
+    let model =
+        Model::load(&cfg.model).with_context(|| format!("{}: model.path", path.display()))?;
     let watches = resolve_watches(&cfg.detect, &model.labels).map_err(|errors| ConfigError {
         file: path.to_owned(),
         errors,
@@ -65,7 +60,7 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
         attention = model.attention(),
         kernels = %crate::model::kernels::chosen(),
         isa = crate::model::kernels::isa(),
-        threads = cfg.threads.get(),
+        threads = cfg.model.threads.get(),
         mqtt = cfg.mqtt.url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "off".into()),
         "run started"
     );
@@ -95,7 +90,7 @@ pub fn classify(
 ) -> anyhow::Result<()> {
     let threads = crate::config::max_threads(threads)
         .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
-    let model = Model::load_with_threads(model_dir, threads.get())?;
+    let model = Model::load(&ModelConfig::new(model_dir).threads(threads.get()))?;
     let mut failed = 0;
     let stdout = std::io::stdout();
     for path in files {
@@ -148,7 +143,7 @@ pub fn classify(
 
 /// `soundsentry fbank`: streamed to the file as frames come, in memory one window at most.
 pub fn fbank(file: &Path, model_dir: &Path, out: &Path, raw: bool) -> anyhow::Result<()> {
-    let model = Model::load(model_dir)?;
+    let model = Model::load(&ModelConfig::new(model_dir))?;
     let m = &model.manifest;
     let bins = m.fbank.mel_bins;
     let at = |e: std::io::Error| anyhow::anyhow!("{}: {e}", out.display());

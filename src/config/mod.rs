@@ -40,14 +40,8 @@ fn format_errors(file: &Path, errors: &[(String, String)]) -> String {
 pub struct Config {
     /// Sensor id in events (default: the host name).
     pub sensor_id: String,
-    /// Model folder.
-    pub model_path: PathBuf,
-    /// Matmul threads for inference.
-    pub threads: std::num::NonZeroUsize,
-    /// Where inference runs (`model.device`).
-    pub device: crate::model::Device,
-    /// How a quantised model's attention products run (`model.attention`).
-    pub attention: crate::model::Attention,
+    /// The model folder and how it runs (`[model]`).
+    pub model: crate::model::ModelConfig,
     /// Which CPU kernels may run (`model.kernels`); absent: `SOUNDSENTRY_KERNELS` or auto.
     pub kernels: Option<crate::model::Kernels>,
     /// Where audio comes from.

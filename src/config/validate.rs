@@ -208,10 +208,12 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
     let levels = super::levels::levels(&raw.levels, &mut err);
     let cfg = Config {
         sensor_id,
-        model_path,
-        threads,
-        device,
-        attention,
+        model: crate::model::ModelConfig {
+            path: model_path,
+            threads,
+            device,
+            attention,
+        },
         kernels,
         source,
         hop,
@@ -570,8 +572,8 @@ mod tests {
             Path::new("/etc/x/s.toml"),
         )
         .expect("valid");
-        assert_eq!(c.model_path, Path::new("/etc/x/m"));
-        assert_eq!(c.attention, crate::model::Attention::Auto);
+        assert_eq!(c.model.path, Path::new("/etc/x/m"));
+        assert_eq!(c.model.attention, crate::model::Attention::Auto);
         assert_eq!(c.hop, std::time::Duration::from_secs(1));
         assert_eq!(c.detect.defaults.on, 0.5);
         assert_eq!(c.detect.defaults.off, 0.35);

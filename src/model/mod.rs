@@ -1,5 +1,6 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
+mod config;
 mod error;
 mod input;
 pub mod kernels;
@@ -9,9 +10,8 @@ mod manifest;
 mod ops;
 mod runtime;
 
-use std::path::Path;
-
 pub use crate::format::slugify;
+pub use config::ModelConfig;
 pub use error::ModelError;
 pub use input::prepare_window;
 pub use kernels::Kernels;
@@ -33,27 +33,13 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads `dir/model.toml`, the labels and the ONNX file; optimises the graph for the
-    /// manifest's window shape once. Every mismatch is reported here, never at run time.
-    /// Inference runs on the calling thread.
-    pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        Self::load_with_threads(dir, 1)
-    }
-
-    /// As [`Model::load`], with tract's matrix products spread over `threads` threads.
-    pub fn load_with_threads(dir: &Path, threads: usize) -> Result<Self, ModelError> {
-        Self::load_on(dir, threads, Device::Cpu, Attention::Auto)
-    }
-
-    /// As [`Model::load`], on `device` with `threads` matmul threads and a quantised model's
-    /// attention as `attention` says. CUDA that is not usable here falls back to the CPU with
-    /// a warning; [`Model::device`] tells which one runs.
-    pub fn load_on(
-        dir: &Path,
-        threads: usize,
-        device: Device,
-        attention: Attention,
-    ) -> Result<Self, ModelError> {
+    /// Loads `model.toml` of `cfg.path`, the labels and the ONNX file; optimises the graph for
+    /// the manifest's window shape once, for `cfg`'s threads, device and attention. Every
+    /// mismatch is reported here, never at run time. Inference runs on the calling thread (and
+    /// on `cfg.threads - 1` helpers for the matrix products). CUDA that is not usable here
+    /// falls back to the CPU with a warning; [`Model::device`] tells which one runs.
+    pub fn load(cfg: &ModelConfig) -> Result<Self, ModelError> {
+        let dir = cfg.path.as_path();
         let manifest = Manifest::load(&dir.join("model.toml"))?;
         // Before tract reads the instruction set: SOUNDSENTRY_KERNELS, unless chosen already.
         let _ = kernels::chosen();
@@ -77,9 +63,9 @@ impl Model {
             manifest.window_frames,
             manifest.fbank.mel_bins,
             manifest.dynamic_frames,
-            threads,
-            device,
-            attention,
+            cfg.threads.get(),
+            cfg.device,
+            cfg.attention,
         )?;
         if runtime.num_outputs() != labels.len() {
             return Err(ModelError::Labels {
