@@ -1,0 +1,219 @@
+//! Threads and queues of `run`: source → analysis (fbank) → inference (model, detector) → output.
+//!
+//! Everything that can fail is built before a thread starts. Shutdown goes upstream first:
+//! the source stops, the analysis drains its queue, the inference scores what it was given and
+//! ends open events, the output flushes.
+
+mod analyse;
+mod infer;
+mod output;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use crossbeam_channel::bounded;
+use serde::Serialize;
+
+use crate::analysis::{Analyzer, Window};
+use crate::config::{Config, SourceConfig};
+use crate::detect::{Detector, EventStamp, Watch};
+use crate::levels::LevelChain;
+use crate::model::{slugify, Model};
+use crate::mqtt::{Entities, Mqtt};
+use crate::source::{feed_source, open_source, Chunk};
+use crate::stats::Health;
+use analyse::{analyse, Analysis};
+use infer::{score_windows, Settings};
+use output::{write_lines, Line, Sinks};
+
+/// Chunks (about 100 ms each) between the source and the analysis: a few seconds.
+const AUDIO_QUEUE: usize = 64;
+/// Windows between the analysis and the inference thread: one being scored, one waiting.
+const WINDOW_QUEUE: usize = 1;
+/// Lines between the inference and the output thread.
+const OUTPUT_QUEUE: usize = 1024;
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunStats {
+    /// Seconds of audio analysed.
+    pub audio_s: f64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Windows scored.
+    pub windows_total: u64,
+    /// Windows dropped because the model was still busy (real-time pace only).
+    pub windows_skipped_total: u64,
+    /// Event messages sent (sound and limit events).
+    pub events_total: u64,
+}
+
+/// Signals from outside a run.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set to stop (SIGINT, SIGTERM).
+    pub shutdown: std::sync::Arc<AtomicBool>,
+    /// Set to reload the detector settings from `config` (SIGHUP); cleared when done.
+    pub reload: std::sync::Arc<AtomicBool>,
+    /// The configuration file a reload reads.
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Runs the configured source through the model and detector until the source ends or
+/// `control.shutdown` is set, writing JSON lines to `out`. Open events are ended before it
+/// returns.
+pub fn run(
+    cfg: &Config,
+    model: &Model,
+    watches: Vec<Watch>,
+    control: &Control,
+    out: impl Write + Send,
+) -> anyhow::Result<RunStats> {
+    let shutdown: &AtomicBool = &control.shutdown;
+    let (file, rate) = open_source(&cfg.source)?;
+    let hop_frames = model.manifest.frames_in(cfg.hop);
+    let analyzer =
+        Analyzer::new(&model.manifest, rate, hop_frames).context("building the analysis")?;
+    let stamp = EventStamp {
+        sensor: cfg.sensor_id.clone(),
+        model: model.name().to_owned(),
+        stream_start: jiff::Timestamp::now(),
+    };
+    let levels = match cfg.levels.enabled {
+        true => Some(
+            LevelChain::new(
+                &cfg.levels,
+                rate,
+                &cfg.sensor_id,
+                model.name(),
+                stamp.stream_start,
+            )
+            .context("starting the level meter")?,
+        ),
+        false => None,
+    };
+    let history = levels.as_ref().map(LevelChain::history);
+    let health = std::sync::Arc::new(Health::default());
+    let mqtt = match &cfg.mqtt.url {
+        Some(_) => {
+            let entities = Entities {
+                sounds: watches
+                    .iter()
+                    .map(|w| (w.name.clone(), slugify(&w.name)))
+                    .collect(),
+                limits: levels
+                    .as_ref()
+                    .map(LevelChain::limit_names)
+                    .unwrap_or_default(),
+                levels: levels.as_ref().map(|_| cfg.levels.offset_db.is_some()),
+            };
+            Some(
+                Mqtt::start(
+                    &cfg.mqtt,
+                    &cfg.sensor_id,
+                    model.name(),
+                    entities,
+                    health.clone(),
+                )
+                .context("starting MQTT")?,
+            )
+        }
+        None => None,
+    };
+    let detector = Detector::new(watches, stamp);
+    let notify = crate::notify::Notifier::from_env();
+    let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
+    let (window_tx, window_rx) = bounded::<Window>(WINDOW_QUEUE);
+    let (line_tx, line_rx) = bounded::<Line>(OUTPUT_QUEUE);
+    let started = Instant::now();
+    let output = &cfg.output;
+    // At real-time pace a window that finds the model busy is dropped and counted, so the
+    // fbank (and, live, the capture) never waits; replaying as fast as possible, it waits.
+    let skip_when_busy = match &cfg.source {
+        SourceConfig::File { realtime, .. } => *realtime,
+        _ => true,
+    };
+    let source_health = &health.source;
+
+    let result = std::thread::scope(|s| {
+        s.spawn(move || feed_source(&cfg.source, file, rate, shutdown, audio_tx, source_health));
+        let sinks = Sinks {
+            events: output.stdout,
+            scores: output.scores,
+            levels: cfg.levels.stdout,
+            mqtt: mqtt.as_ref(),
+            mqtt_scores: cfg.mqtt.scores,
+        };
+        // Level reports and limit events come from this (the analysis) thread.
+        let level_tx = line_tx.clone();
+        let writer = s.spawn(move || write_lines(out, line_rx, sinks));
+        let health_ref = &*health;
+        let settings = Settings {
+            output,
+            mqtt_scores: cfg.mqtt.scores,
+            health: health_ref,
+            control,
+            notify: &notify,
+            history,
+        };
+        let inference =
+            s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
+        notify.ready(&format!("analysing with {}", model.name()));
+        let analysis = Analysis {
+            analyzer,
+            levels,
+            audio: audio_rx,
+            windows: window_tx,
+            lines: level_tx,
+            skip_when_busy,
+            health: &health,
+            notify: &notify,
+            mqtt: mqtt.as_ref(),
+            shutdown,
+        };
+        // The analysis runs on this thread; its senders drop when it returns.
+        let analysed = analyse(analysis, || writer.is_finished());
+        let audio_s = analysed.samples as f64 / rate as f64;
+        let scored = inference
+            .join()
+            .map_err(|_| anyhow::anyhow!("inference thread panicked"))
+            .and_then(|r| r.map(|(windows, events)| (windows, events, audio_s)));
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("output thread panicked"))
+            .and_then(|r| r.context("writing output"));
+        let overruns = health.source.overruns_total.load(Ordering::Relaxed);
+        if overruns > 0 {
+            tracing::warn!(
+                overruns_total = overruns,
+                "audio dropped: the analysis fell behind the source"
+            );
+        }
+        if analysed.skipped > 0 {
+            tracing::warn!(
+                windows_skipped_total = analysed.skipped,
+                "the model is slower than real time"
+            );
+        }
+        let (windows_total, _, _) = match (analysed.failure, scored, written) {
+            (Some(e), _, _) => return Err(e),
+            (None, Err(e), _) | (None, Ok(_), Err(e)) => return Err(e),
+            (None, Ok(done), Ok(())) => done,
+        };
+        Ok(RunStats {
+            audio_s,
+            wall_s: started.elapsed().as_secs_f64(),
+            windows_total,
+            windows_skipped_total: analysed.skipped,
+            // Sound and limit events.
+            events_total: health.events_total.load(Ordering::Relaxed),
+        })
+    });
+    // Everything is in the outbox by now; the publisher flushes it and says offline.
+    if let Some(m) = mqtt {
+        m.shutdown();
+    }
+    result
+}

@@ -1,0 +1,88 @@
+//! The output thread: numbered events, level reports and scores lines to stdout and MQTT.
+
+use std::io::Write;
+
+use crate::analysis::WindowScores;
+use crate::detect::Event;
+use crate::levels::LevelReport;
+use crate::model::Model;
+use crate::mqtt::Mqtt;
+
+/// One line of output.
+pub(super) enum Line {
+    Event(Box<Event>),
+    Scores(String),
+    Level(Box<LevelReport>),
+}
+
+/// Where the output thread sends lines.
+pub(super) struct Sinks<'a> {
+    /// Events on stdout.
+    pub events: bool,
+    /// Scores lines on stdout.
+    pub scores: bool,
+    /// Level reports on stdout.
+    pub levels: bool,
+    /// The MQTT publisher.
+    pub mqtt: Option<&'a Mqtt>,
+    /// Scores on MQTT too.
+    pub mqtt_scores: bool,
+}
+
+/// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
+/// queue (the outbox on disk, or memory while the outbox cannot be written) before it is
+/// printed. Nothing the queue does stops this thread or stdout.
+pub(super) fn write_lines(
+    out: impl Write,
+    rx: crossbeam_channel::Receiver<Line>,
+    sinks: Sinks,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(out);
+    let mut seq = 0;
+    for line in rx.iter() {
+        match line {
+            Line::Event(mut e) => {
+                seq += 1;
+                e.seq = seq;
+                if let Some(m) = sinks.mqtt {
+                    m.event(&e);
+                }
+                if sinks.events {
+                    serde_json::to_writer(&mut out, &e)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Line::Level(r) => {
+                if let Some(m) = sinks.mqtt {
+                    m.level(&r);
+                }
+                if sinks.levels {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Line::Scores(s) => {
+                if let (Some(m), true) = (sinks.mqtt, sinks.mqtt_scores) {
+                    m.scores(s.clone());
+                }
+                if sinks.scores {
+                    writeln!(out, "{s}")?;
+                }
+            }
+        }
+        // Flush per line so a reader downstream sees each event as it happens.
+        if rx.is_empty() {
+            out.flush()?;
+        }
+    }
+    Ok(out.flush()?)
+}
+
+pub(super) fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
+    let top = crate::format::top_json(&model.labels, &w.scores, k);
+    serde_json::json!({
+        "v": 1, "type": "scores", "end_offset_s": crate::format::round3(w.end_s),
+        "frames": w.frames, "top": top,
+    })
+    .to_string()
+}
