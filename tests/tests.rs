@@ -15,6 +15,7 @@ mod model_thresholds;
 mod mqtt;
 mod mqtt_outage;
 mod outbox_disk;
+mod pipeline_run;
 mod signals;
 mod sources;
 mod streaming;
