@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::classify::Aggregate;
 
@@ -22,101 +22,125 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: stream the configured source through the model, print events.
-    Run {
-        /// Configuration file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Replay a file source at real-time pace instead of as fast as possible.
-        #[arg(long)]
-        realtime: bool,
-        /// Publish to this MQTT broker (mqtt://HOST[:PORT] or mqtts://...), overriding
-        /// `mqtt.url` of the configuration; the other `[mqtt]` keys still apply.
-        #[arg(long, value_name = "URL")]
-        mqtt: Option<String>,
-    },
+    Run(RunArgs),
     /// Classify whole audio files (WAV, FLAC, Ogg/Vorbis) in model-window chunks, streamed
     /// (memory: one window, whatever the file's length).
-    Classify {
-        /// Audio files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Model folder (with model.toml).
-        #[arg(long, short)]
-        model: PathBuf,
-        /// How chunk scores are combined.
-        #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
-        aggregate: Aggregate,
-        /// Labels to show per file.
-        #[arg(long, short = 'k', default_value_t = 5)]
-        top_k: usize,
-        /// One JSON line per file instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Threads for the model's matrix products.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        threads: u16,
-    },
+    Classify(ClassifyArgs),
     /// Write the features of a file as .npy (float32).
-    Fbank {
-        /// Audio file.
-        file: PathBuf,
-        /// Model folder whose fbank and normalisation to use.
-        #[arg(long, short)]
-        model: PathBuf,
-        /// Output .npy file.
-        #[arg(long, short)]
-        out: PathBuf,
-        /// Plain log-mel frames of the whole file (frames × mel bins), before padding and
-        /// normalisation; without it, the windows exactly as fed to the model
-        /// (windows × window_frames × mel bins; for a `dynamic_frames` model, whose last
-        /// window is shorter, the windows end to end: frames × mel bins).
-        #[arg(long)]
-        raw: bool,
-    },
+    Fbank(FbankArgs),
     /// Print the sound levels of a recording: one JSON line per interval (LAeq, LCeq, LZeq,
     /// LAFmax, LAFmin, LASmax, LA10, LA90), as `run` reports them.
-    Levels {
-        /// Audio file (WAV, FLAC, Ogg/Vorbis), at 8 kHz or more.
-        file: PathBuf,
-        /// Report interval, a whole number of 125 ms blocks (e.g. 125ms, 1s, 1m, 15m).
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        interval: std::time::Duration,
-        /// Calibration offset in dB (dBFS → dB SPL), as measured by `calibrate`; without it
-        /// levels are in dBFS and reports say `calibrated: false`.
-        #[arg(long, allow_hyphen_values = true)]
-        offset: Option<f64>,
-        /// Sensor id in the reports (default: the file name).
-        #[arg(long)]
-        sensor: Option<String>,
-    },
+    Levels(LevelsArgs),
     /// Measure a sound calibrator (94 dB, 1 kHz) and print the calibration offset for
     /// `[levels] offset_db`: from a recording, or listening to the source of a configuration.
-    Calibrate {
-        /// A recording of the calibrator on the microphone.
-        #[arg(required_unless_present = "config")]
-        file: Option<PathBuf>,
-        /// Listen to this configuration's source instead of reading a file.
-        #[arg(long, short, conflicts_with = "file")]
-        config: Option<PathBuf>,
-        /// Seconds to listen (with --config).
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// The calibrator's level, dB SPL.
-        #[arg(long, default_value_t = 94.0)]
-        reference_db: f64,
-    },
+    Calibrate(CalibrateArgs),
     /// List the audio input devices (for `[source] kind = "capture"`) with what they support.
     Devices,
     /// Check a configuration file (and the model it names); report every error.
-    CheckConfig {
-        /// Configuration file (TOML), as a plain argument or, as `run` takes it, `--config F`.
-        #[arg(
-            required_unless_present = "config_flag",
-            conflicts_with = "config_flag"
-        )]
-        config: Option<PathBuf>,
-        /// The same, spelt as `run` takes it.
-        #[arg(long = "config", value_name = "CONFIG")]
-        config_flag: Option<PathBuf>,
-    },
+    CheckConfig(CheckConfigArgs),
+}
+
+/// The arguments of `soundsentry run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Replay a file source at real-time pace instead of as fast as possible.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Publish to this MQTT broker (mqtt://HOST[:PORT] or mqtts://...), overriding
+    /// `mqtt.url` of the configuration; the other `[mqtt]` keys still apply.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+}
+
+/// The arguments of `soundsentry classify`.
+#[derive(Debug, Clone, Args)]
+pub struct ClassifyArgs {
+    /// Audio files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Model folder (with model.toml).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// How chunk scores are combined.
+    #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
+    pub aggregate: Aggregate,
+    /// Labels to show per file.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    pub top_k: usize,
+    /// One JSON line per file instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Threads for the model's matrix products.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+}
+
+/// The arguments of `soundsentry fbank`.
+#[derive(Debug, Clone, Args)]
+pub struct FbankArgs {
+    /// Audio file.
+    pub file: PathBuf,
+    /// Model folder whose fbank and normalisation to use.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Output .npy file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Plain log-mel frames of the whole file (frames × mel bins), before padding and
+    /// normalisation; without it, the windows exactly as fed to the model
+    /// (windows × window_frames × mel bins; for a `dynamic_frames` model, whose last
+    /// window is shorter, the windows end to end: frames × mel bins).
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// The arguments of `soundsentry levels`.
+#[derive(Debug, Clone, Args)]
+pub struct LevelsArgs {
+    /// Audio file (WAV, FLAC, Ogg/Vorbis), at 8 kHz or more.
+    pub file: PathBuf,
+    /// Report interval, a whole number of 125 ms blocks (e.g. 125ms, 1s, 1m, 15m).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Calibration offset in dB (dBFS → dB SPL), as measured by `calibrate`; without it
+    /// levels are in dBFS and reports say `calibrated: false`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub offset: Option<f64>,
+    /// Sensor id in the reports (default: the file name).
+    #[arg(long)]
+    pub sensor: Option<String>,
+}
+
+/// The arguments of `soundsentry calibrate`.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// A recording of the calibrator on the microphone.
+    #[arg(required_unless_present = "config")]
+    pub file: Option<PathBuf>,
+    /// Listen to this configuration's source instead of reading a file.
+    #[arg(long, short, conflicts_with = "file")]
+    pub config: Option<PathBuf>,
+    /// Seconds to listen (with --config).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// The calibrator's level, dB SPL.
+    #[arg(long, default_value_t = 94.0)]
+    pub reference_db: f64,
+}
+
+/// The arguments of `soundsentry check-config`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file (TOML), as a plain argument or, as `run` takes it, `--config F`.
+    #[arg(
+        required_unless_present = "config_flag",
+        conflicts_with = "config_flag"
+    )]
+    pub config: Option<PathBuf>,
+    /// The same, spelt as `run` takes it.
+    #[arg(long = "config", value_name = "CONFIG")]
+    pub config_flag: Option<PathBuf>,
 }

@@ -25,41 +25,12 @@ fn main() {
         .with_target(false)
         .init();
     let result = match &cli.command {
-        Command::Run {
-            config,
-            realtime,
-            mqtt,
-        } => commands::run(config, *realtime, mqtt.as_deref()),
-        Command::Classify {
-            files,
-            model,
-            aggregate,
-            top_k,
-            json,
-            threads,
-        } => commands::classify(files, model, *aggregate, *top_k, *json, *threads as usize),
-        Command::Fbank {
-            file,
-            model,
-            out,
-            raw,
-        } => commands::fbank(file, model, out, *raw),
-        Command::Levels {
-            file,
-            interval,
-            offset,
-            sensor,
-        } => commands::levels(file, *interval, *offset, sensor.as_deref()),
-        Command::Calibrate {
-            file,
-            config,
-            seconds,
-            reference_db,
-        } => commands::calibrate(file.as_deref(), config.as_deref(), *seconds, *reference_db),
-        Command::CheckConfig {
-            config,
-            config_flag,
-        } => match config.as_ref().or(config_flag.as_ref()) {
+        Command::Run(args) => commands::run(args),
+        Command::Classify(args) => commands::classify(args),
+        Command::Fbank(args) => commands::fbank(args),
+        Command::Levels(args) => commands::levels(args),
+        Command::Calibrate(args) => commands::calibrate(args),
+        Command::CheckConfig(args) => match args.config.as_ref().or(args.config_flag.as_ref()) {
             Some(path) => commands::check_config(path),
             None => Err(anyhow::anyhow!("check-config needs a configuration file")),
         },

@@ -316,6 +316,29 @@ fn check_config_reports_every_error_with_its_key() {
     }
 }
 
+/// `run --mqtt` goes through the same rules as `mqtt.url` in the file: an mqtts:// broker
+/// without `mqtt.ca_file` and a URL that is no broker are refused before anything runs.
+#[test]
+fn run_mqtt_override_is_validated_like_the_file() {
+    let demo = repo("config/demo.toml");
+    let (_, stderr) = run_fail(
+        bin()
+            .args(["run", "--mqtt", "mqtts://127.0.0.1:1", "--config"])
+            .arg(&demo),
+    );
+    assert!(
+        stderr.contains("mqtt.ca_file: an mqtts:// broker needs the CA file"),
+        "{stderr}"
+    );
+    let (_, stderr) = run_fail(
+        bin()
+            .args(["run", "--mqtt", "http://127.0.0.1:1", "--config"])
+            .arg(&demo),
+    );
+    assert!(stderr.contains("--mqtt http://127.0.0.1:1: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn check_config_resolves_labels_against_the_model() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use soundsentry::commands::load_all;
-use soundsentry::config::SourceConfig;
+use soundsentry::config::Overrides;
 use soundsentry::pipeline::{run, Control};
 
 use crate::demo_scene::assert_matches_annotation;
@@ -28,7 +28,8 @@ fn events(lines: &[Value]) -> Vec<&Value> {
 
 #[test]
 fn run_in_process_finds_the_annotated_events_of_the_demo_scene() {
-    let (cfg, model, watches) = load_all(&repo("config/demo.toml")).expect("demo config");
+    let (cfg, model, watches) =
+        load_all(&repo("config/demo.toml"), &Default::default()).expect("demo config");
     let mut out = Vec::new();
     let stats = run(&cfg, &model, watches, &Control::default(), &mut out).expect("run");
     let lines = lines(&out);
@@ -59,10 +60,13 @@ fn run_in_process_finds_the_annotated_events_of_the_demo_scene() {
 
 #[test]
 fn a_shutdown_passed_in_stops_a_real_time_run_and_ends_its_open_events() {
-    let (mut cfg, model, watches) = load_all(&repo("config/demo.toml")).expect("demo config");
-    if let SourceConfig::File { realtime, .. } = &mut cfg.source {
-        *realtime = true;
-    }
+    // `run --realtime`, as the command line gives it.
+    let realtime = Overrides {
+        realtime: true,
+        ..Default::default()
+    };
+    let (cfg, model, watches) =
+        load_all(&repo("config/demo.toml"), &realtime).expect("demo config");
     let control = Control::default();
     let shutdown = control.shutdown.clone();
     let started = Instant::now();

@@ -2,22 +2,19 @@
 //! calibration offset from a 94 dB / 1 kHz calibrator tone).
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::audio::AudioFile;
+use crate::cli::{CalibrateArgs, LevelsArgs};
 use crate::levels::{measure_tone, weighting::MIN_RATE, Meter, RateTooLow, Reporter};
 
 /// `soundsentry levels FILE`: one JSON line per interval on stdout.
-pub fn levels(
-    file: &Path,
-    interval: Duration,
-    offset: Option<f64>,
-    sensor: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn levels(args: &LevelsArgs) -> anyhow::Result<()> {
+    let (file, interval, offset) = (args.file.as_path(), args.interval, args.offset);
+    let sensor = args.sensor.as_deref();
     let ms = interval.as_millis();
     anyhow::ensure!(
         ms >= 125 && ms.is_multiple_of(125),
@@ -77,12 +74,9 @@ pub fn levels(
 
 /// `soundsentry calibrate`: measures the calibrator tone in `file`, or listens to the source
 /// of `config` for `seconds`, and prints the offset that makes it read `reference_db`.
-pub fn calibrate(
-    file: Option<&Path>,
-    config: Option<&Path>,
-    seconds: f64,
-    reference_db: f64,
-) -> anyhow::Result<()> {
+pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+    let (file, config) = (args.file.as_deref(), args.config.as_deref());
+    let (seconds, reference_db) = (args.seconds, args.reference_db);
     let (samples, rate, what) = match (file, config) {
         (Some(f), _) => {
             let mut audio = AudioFile::open(f)?;

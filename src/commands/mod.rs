@@ -9,16 +9,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::classify::{classify_file, stream_log_mel, stream_windows, Aggregate};
-use crate::config::{resolve_watches, Config, ConfigError, SourceConfig};
+use crate::cli::{ClassifyArgs, FbankArgs, RunArgs};
+use crate::config::{resolve_watches, Config, ConfigError, Overrides};
 use crate::detect::Watch;
 use crate::format::{top_json, top_k};
 use crate::model::{Model, ModelConfig};
 use anyhow::Context;
 
-/// Loads the configuration, its model, and resolves watched labels: everything `run` needs
-/// before a thread starts. Label errors are reported like config errors, with key paths.
-pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
-    let cfg = Config::load(path)?;
+/// Loads the configuration (with the command line's `overrides`), its model, and resolves
+/// watched labels: everything `run` needs before a thread starts. Label errors are reported
+/// like config errors, with key paths.
+pub fn load_all(path: &Path, overrides: &Overrides) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
+    let cfg = Config::load_with(path, overrides)?;
     if let Some(k) = cfg.kernels {
         crate::model::kernels::select(k)
             .map_err(|e| anyhow::anyhow!("{}: model.kernels: {e}", path.display()))?;
@@ -33,16 +35,13 @@ pub fn load_all(path: &Path) -> anyhow::Result<(Config, Model, Vec<Watch>)> {
 }
 
 /// `soundsentry run`.
-pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<()> {
-    let (mut cfg, model, watches) = load_all(config)?;
-    if let Some(url) = mqtt {
-        cfg.set_broker(url)?;
-    }
-    if realtime {
-        if let SourceConfig::File { realtime, .. } = &mut cfg.source {
-            *realtime = true;
-        }
-    }
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = args.config.as_path();
+    let overrides = Overrides {
+        mqtt: args.mqtt.clone(),
+        realtime: args.realtime,
+    };
+    let (cfg, model, watches) = load_all(config, &overrides)?;
     let control = crate::pipeline::Control {
         config: Some(config.to_owned()),
         ..Default::default()
@@ -80,17 +79,19 @@ pub fn run(config: &Path, realtime: bool, mqtt: Option<&str>) -> anyhow::Result<
 
 /// `soundsentry classify`: every file is tried; failures are reported and make the exit
 /// status non-zero, without hiding the results of the other files.
-pub fn classify(
-    files: &[std::path::PathBuf],
-    model_dir: &Path,
-    aggregate: Aggregate,
-    k: usize,
-    json: bool,
-    threads: usize,
-) -> anyhow::Result<()> {
-    let threads = crate::config::max_threads(threads)
+pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
+    let ClassifyArgs {
+        files,
+        model,
+        aggregate,
+        top_k: k,
+        json,
+        threads,
+    } = args;
+    let (aggregate, k, json) = (*aggregate, *k, *json);
+    let threads = crate::config::max_threads(*threads as usize)
         .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
-    let model = Model::load(&ModelConfig::new(model_dir).threads(threads.get()))?;
+    let model = Model::load(&ModelConfig::new(model).threads(threads.get()))?;
     let mut failed = 0;
     let stdout = std::io::stdout();
     for path in files {
@@ -142,8 +143,15 @@ pub fn classify(
 }
 
 /// `soundsentry fbank`: streamed to the file as frames come, in memory one window at most.
-pub fn fbank(file: &Path, model_dir: &Path, out: &Path, raw: bool) -> anyhow::Result<()> {
-    let model = Model::load(&ModelConfig::new(model_dir))?;
+pub fn fbank(args: &FbankArgs) -> anyhow::Result<()> {
+    let FbankArgs {
+        file,
+        model,
+        out,
+        raw,
+    } = args;
+    let raw = *raw;
+    let model = Model::load(&ModelConfig::new(model))?;
     let m = &model.manifest;
     let bins = m.fbank.mel_bins;
     let at = |e: std::io::Error| anyhow::anyhow!("{}: {e}", out.display());
@@ -182,7 +190,7 @@ fn progress_bar(path: &Path) -> indicatif::ProgressBar {
 
 /// `soundsentry check-config`.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
-    let (cfg, model, watches) = load_all(path)?;
+    let (cfg, model, watches) = load_all(path, &Overrides::default())?;
     if model.manifest.quantized {
         if let Some(why) = crate::model::kernels::int8_warning() {
             println!("{}: warning: model.path: {why}", path.display());

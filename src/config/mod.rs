@@ -139,34 +139,33 @@ pub struct OutputConfig {
 }
 
 impl Config {
-    /// `run --mqtt URL`: publishes to this broker, whatever the file says.
-    pub fn set_broker(&mut self, url: &str) -> anyhow::Result<()> {
-        let url = url
-            .parse::<crate::mqtt::BrokerUrl>()
-            .map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
-        if url.tls && self.mqtt.ca_file.is_none() {
-            anyhow::bail!("--mqtt {url}: an mqtts:// broker needs mqtt.ca_file in the config");
-        }
-        self.mqtt.url = Some(url);
-        Ok(())
-    }
-
     /// Reads, parses and validates a configuration file. Relative paths inside it are
     /// relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &Overrides::default())
+    }
+
+    /// [`Config::load`] with the command line's overrides applied to the file's values
+    /// before they are validated, so every rule holds for them too.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         let one = |key: &str, msg: String| ConfigError {
             file: path.to_owned(),
             errors: vec![(key.to_owned(), msg)],
         };
         let text = std::fs::read_to_string(path).map_err(|e| one("(file)", e.to_string()))?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, overrides)
     }
 
     /// Parses and validates configuration text; `path` names it and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, &Overrides::default())
+    }
+
+    /// [`Config::parse`] with the command line's overrides.
+    pub fn parse_with(text: &str, path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         let errors = match raw::parse(text) {
-            Ok((raw, mut unknown)) => match validate::validate(raw, base) {
+            Ok((raw, mut unknown)) => match validate::validate(overrides.apply(raw), base) {
                 Ok(cfg) if unknown.is_empty() => return Ok(cfg),
                 Ok(_) => unknown,
                 Err(errors) => {
@@ -176,9 +175,43 @@ impl Config {
             },
             Err(errors) => errors,
         };
+        let errors = errors
+            .into_iter()
+            .map(|(key, msg)| (overrides.name(key), msg))
+            .collect();
         Err(ConfigError {
             file: path.to_owned(),
             errors,
         })
+    }
+}
+
+/// What the command line says instead of the file (`run --mqtt URL`, `run --realtime`),
+/// applied to the raw values before validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--mqtt URL`: this broker, whatever `mqtt.url` says; the other `[mqtt]` keys apply.
+    pub mqtt: Option<String>,
+    /// `--realtime`: a file source is replayed at real-time pace.
+    pub realtime: bool,
+}
+
+impl Overrides {
+    fn apply(&self, mut raw: raw::Raw) -> raw::Raw {
+        if let Some(url) = &self.mqtt {
+            raw.mqtt.url = Some(url.clone());
+        }
+        if self.realtime {
+            raw.source.realtime = true;
+        }
+        raw
+    }
+
+    /// An error's key, naming the option where the value came from the command line.
+    fn name(&self, key: String) -> String {
+        match (key.as_str(), &self.mqtt) {
+            ("mqtt.url", Some(url)) => format!("--mqtt {url}"),
+            _ => key,
+        }
     }
 }

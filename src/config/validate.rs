@@ -12,7 +12,7 @@ use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
 use crate::source::{RawFormat, RawLayout, Restart};
 use std::path::PathBuf;
 
-type Errors = Vec<(String, String)>;
+use super::raw::Errors;
 
 /// Turns the raw file into a [`Config`], collecting every problem.
 pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
