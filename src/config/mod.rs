@@ -1,13 +1,14 @@
 //! Configuration: raw TOML structs → a pure `validate` that returns domain types or every error.
 
-mod levels;
+mod machine;
 mod raw;
 mod validate;
+pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use levels::plausible_offset;
+pub use crate::levels::config::plausible_offset;
 pub use validate::{max_threads, resolve_watches};
 
 use crate::detect::WatchSettings;
@@ -165,14 +166,16 @@ impl Config {
     pub fn parse_with(text: &str, path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         let errors = match raw::parse(text) {
-            Ok((raw, mut unknown)) => match validate::validate(overrides.apply(raw), base) {
-                Ok(cfg) if unknown.is_empty() => return Ok(cfg),
-                Ok(_) => unknown,
-                Err(errors) => {
-                    unknown.extend(errors);
-                    unknown
+            Ok((raw, mut errors)) => {
+                let (mut cfg, unread, invalid) = validate::validate(overrides.apply(raw), base);
+                errors.extend(invalid);
+                let mut err = |k: &str, m: String| errors.push((k.to_owned(), m));
+                machine::read(&mut cfg, &unread, &mut err);
+                if errors.is_empty() {
+                    return Ok(cfg);
                 }
-            },
+                errors
+            }
             Err(errors) => errors,
         };
         let errors = errors

@@ -4,29 +4,30 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{Raw, RawMqtt, RawSettings};
+use super::machine::Unread;
+use super::raw::{Errors, Raw, RawSettings};
+use super::values::{duration, parsed};
 use super::{Config, DetectConfig, OnOffSet, OutputConfig, SourceConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
 use crate::model::{Attention, Device, Kernels, Label};
-use crate::mqtt::{default_outbox, BrokerUrl, MqttSettings, Secret};
 use crate::source::{RawFormat, RawLayout, Restart};
-use std::path::PathBuf;
 
-use super::raw::Errors;
-
-/// Turns the raw file into a [`Config`], collecting every problem.
-pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
+/// Turns the raw file into a [`Config`], collecting every problem, without reading anything
+/// from the machine: what it names there (the host name, a password file) is left to
+/// [`super::machine::read`], which the returned [`Unread`] tells.
+pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     let mut errs = Errors::new();
     let mut err = |k: &str, m: String| errs.push((k.to_owned(), m));
 
-    let sensor_id = match raw.sensor_id {
+    let sensor_id = match raw.sensor_id.clone() {
         Some(s) if s.trim().is_empty() => {
             err("sensor_id", "must not be empty".into());
             s
         }
         Some(s) => s,
-        None => host_name(),
+        None => String::new(),
     };
+    let host_sensor_id = raw.sensor_id.is_none();
     let model_path = match raw.model.path {
         Some(p) => base.join(p),
         None => {
@@ -204,8 +205,8 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
             format!("must be from 1 to {MAX_TOP_K} (labels in a scores line)"),
         );
     }
-    let mqtt = mqtt(&raw.mqtt, &sensor_id, base, &mut err);
-    let levels = super::levels::levels(&raw.levels, &mut err);
+    let (mqtt, mqtt_unread) = crate::mqtt::config::validate(&raw.mqtt, &sensor_id, base, &mut err);
+    let levels = crate::levels::config::validate(&raw.levels, &mut err);
     let cfg = Config {
         sensor_id,
         model: crate::model::ModelConfig {
@@ -230,143 +231,11 @@ pub fn validate(raw: Raw, base: &Path) -> Result<Config, Errors> {
         mqtt,
         levels,
     };
-    if errs.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errs)
-    }
-}
-
-/// The `[mqtt]` table. The password is read here, so a missing file is a config error.
-fn mqtt(
-    raw: &RawMqtt,
-    sensor_id: &str,
-    base: &Path,
-    err: &mut impl FnMut(&str, String),
-) -> MqttSettings {
-    let url = raw
-        .url
-        .as_deref()
-        .and_then(|u| u.parse::<BrokerUrl>().map_err(|e| err("mqtt.url", e)).ok());
-    if raw.qos > 2 {
-        err("mqtt.qos", format!("{} is not 0, 1 or 2", raw.qos));
-    }
-    let topic_part = |s: &str, key: &str, err: &mut dyn FnMut(&str, String)| {
-        if s.is_empty() || s.contains(['+', '#', '\0']) || s.starts_with('/') || s.ends_with('/') {
-            err(
-                key,
-                format!("{s:?} is not usable in a topic (empty, +, #, or a leading or trailing /)"),
-            );
-        }
+    let unread = Unread {
+        host_sensor_id,
+        mqtt: mqtt_unread,
     };
-    topic_part(&raw.prefix, "mqtt.prefix", err);
-    topic_part(&raw.discovery_prefix, "mqtt.discovery_prefix", err);
-    let password = match (&raw.password_file, &raw.password_env) {
-        (Some(_), Some(_)) => {
-            err(
-                "mqtt.password_env",
-                "set either password_file or password_env, not both".into(),
-            );
-            None
-        }
-        (Some(f), None) => std::fs::read_to_string(base.join(f))
-            .map(|p| Secret(p.trim_end_matches(['\r', '\n']).to_owned()))
-            .map_err(|e| {
-                err(
-                    "mqtt.password_file",
-                    format!("{}: {e}", base.join(f).display()),
-                )
-            })
-            .ok(),
-        (None, Some(v)) => std::env::var(v)
-            .map(Secret)
-            .map_err(|_| {
-                err(
-                    "mqtt.password_env",
-                    format!("the environment variable {v:?} is not set"),
-                )
-            })
-            .ok(),
-        (None, None) => None,
-    };
-    if password.is_some() && raw.username.is_none() {
-        err("mqtt.username", "a password is set but no username".into());
-    }
-    let file = |p: &Option<PathBuf>, key: &str, err: &mut dyn FnMut(&str, String)| {
-        p.as_ref().map(|p| {
-            let p = base.join(p);
-            if !p.is_file() {
-                err(key, format!("{}: no such file", p.display()));
-            }
-            p
-        })
-    };
-    let ca_file = file(&raw.ca_file, "mqtt.ca_file", err);
-    let client_cert = file(&raw.client_cert, "mqtt.client_cert", err);
-    let client_key = file(&raw.client_key, "mqtt.client_key", err);
-    if client_cert.is_some() != client_key.is_some() {
-        err(
-            "mqtt.client_key",
-            "client_cert and client_key go together".into(),
-        );
-    }
-    if url.as_ref().is_some_and(|u| u.tls) && ca_file.is_none() {
-        err(
-            "mqtt.ca_file",
-            "an mqtts:// broker needs the CA file that signs its certificate".into(),
-        );
-    }
-    let reconnect_min = duration(&raw.reconnect_min, "mqtt.reconnect_min", &mut *err);
-    let reconnect_max = duration(&raw.reconnect_max, "mqtt.reconnect_max", &mut *err);
-    if reconnect_min.is_zero() || reconnect_max < reconnect_min {
-        err(
-            "mqtt.reconnect_max",
-            "need 0 < reconnect_min <= reconnect_max".into(),
-        );
-    }
-    let keep_alive = duration(&raw.keep_alive, "mqtt.keep_alive", &mut *err);
-    if keep_alive < Duration::from_secs(5) {
-        err("mqtt.keep_alive", "must be at least 5s".into());
-    }
-    let stats_interval = duration(&raw.stats_interval, "mqtt.stats_interval", &mut *err);
-    if stats_interval < Duration::from_secs(1) {
-        err("mqtt.stats_interval", "must be at least 1s".into());
-    }
-    if raw.outbox_max_messages == 0 || raw.outbox_max_mb == 0 {
-        err(
-            "mqtt.outbox_max_messages",
-            "the outbox caps must be at least 1".into(),
-        );
-    }
-    MqttSettings {
-        url,
-        client_id: raw
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("soundsentry-{}", crate::format::slugify(sensor_id))),
-        keep_alive,
-        qos: raw.qos.min(2),
-        prefix: raw.prefix.clone(),
-        username: raw.username.clone(),
-        password,
-        ca_file,
-        client_cert,
-        client_key,
-        outbox: raw
-            .outbox
-            .as_ref()
-            .map(|p| base.join(p))
-            .unwrap_or_else(default_outbox),
-        outbox_max_messages: raw.outbox_max_messages.max(1),
-        outbox_max_bytes: raw.outbox_max_mb.max(1) << 20,
-        scores: raw.scores,
-        stats_interval,
-        discovery: raw.discovery,
-        discovery_prefix: raw.discovery_prefix.clone(),
-        reconnect_min,
-        reconnect_max,
-        flush_timeout: duration(&raw.flush_timeout, "mqtt.flush_timeout", &mut *err),
-    }
+    (cfg, unread, errs)
 }
 
 /// Merges one settings table over `parent`, checking ranges.
@@ -408,25 +277,6 @@ fn settings(
         err(&format!("{key}.update_interval"), "must be > 0".into());
     }
     s
-}
-
-/// Parses "1s", "500ms", "2m", "1h 30m".
-pub(super) fn duration(s: &str, key: &str, err: &mut dyn FnMut(&str, String)) -> Duration {
-    humantime::parse_duration(s).unwrap_or_else(|e| {
-        err(
-            key,
-            format!("{s:?} is not a duration ({e}); e.g. \"500ms\", \"2s\", \"1m\""),
-        );
-        Duration::from_secs(1)
-    })
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "soundsentry".into())
 }
 
 /// Resolves watched label names against the model's labels (case-insensitive, by display
@@ -494,21 +344,6 @@ fn with_model_threshold(settings: &WatchSettings, set: OnOffSet, label: &Label) 
         };
     }
     s
-}
-
-/// `value` parsed, or the type's default when it is absent or invalid (then reported under
-/// `key`).
-fn parsed<T: std::str::FromStr<Err = String> + Default>(
-    value: Option<&str>,
-    key: &str,
-    err: &mut dyn FnMut(&str, String),
-) -> T {
-    value
-        .map_or_else(|| Ok(T::default()), str::parse)
-        .unwrap_or_else(|e| {
-            err(key, e);
-            T::default()
-        })
 }
 
 /// Most labels in a scores line (AudioSet has 527).
@@ -647,6 +482,45 @@ mod tests {
         assert_eq!(c.mqtt.url.as_ref().map(|u| u.port), Some(1883));
         assert_eq!(c.mqtt.qos, 1);
         assert!(c.mqtt.discovery);
+    }
+
+    /// Validation reads nothing: what the file names on the machine (a password file that is
+    /// not there, an unset variable, the host name) is left to the step after it, which
+    /// reports it under the same key.
+    #[test]
+    fn validation_is_pure_and_the_machine_is_read_after_it() {
+        use crate::mqtt::config::PasswordSource;
+        let text = "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n\
+                    [mqtt]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword_file = \"nowhere/pw\"\n";
+        let base = Path::new("/nonexistent-dir");
+        let (raw, unknown) = super::super::raw::parse(text).expect("parses");
+        assert!(unknown.is_empty());
+        let (cfg, unread, errs) = super::validate(raw, base);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            unread.mqtt.password,
+            Some(PasswordSource::File(base.join("nowhere/pw")))
+        );
+        assert!(cfg.mqtt.password.is_none());
+        assert!(unread.host_sensor_id && unread.mqtt.default_client_id);
+        assert!(cfg.sensor_id.is_empty(), "the host name is not read yet");
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "mqtt.password_file");
+        assert!(e[0].1.contains("nowhere/pw"), "{e:?}");
+        let c = Config::parse(
+            "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n",
+            Path::new("/etc/x/s.toml"),
+        )
+        .expect("valid");
+        assert!(
+            !c.sensor_id.is_empty(),
+            "the host name, read after validation"
+        );
+        assert_eq!(
+            c.mqtt.client_id,
+            format!("soundsentry-{}", crate::format::slugify(&c.sensor_id))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod calibrate;
 mod clock;
+pub(crate) mod config;
 mod history;
 mod limits;
 mod meter;

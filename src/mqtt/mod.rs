@@ -7,6 +7,7 @@
 //! and neither does a full or failing disk: the queue (`store.rs`) then keeps messages in
 //! memory, bounded, until the outbox can be written again.
 
+pub(crate) mod config;
 mod outbox;
 mod publisher;
 mod settings;

@@ -1,13 +1,51 @@
-//! Validation of the `[levels]` table and its `[[levels.limit]]` rules.
+//! The `[levels]` table and its `[[levels.limit]]` rules: as written, and validated.
 
 use std::time::Duration;
 
-use super::raw::RawLevels;
-use super::validate::duration;
-use crate::levels::{parse_days, parse_hours, LevelsConfig, LimitRule, Metric};
+use serde::Deserialize;
+
+use super::{parse_days, parse_hours, LevelsConfig, LimitRule, Metric};
+use crate::config::values::duration;
+
+/// `[levels]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLevels {
+    pub enabled: bool,
+    pub interval: String,
+    pub offset_db: Option<f64>,
+    pub stdout: bool,
+    pub timezone: Option<String>,
+    pub limit: Vec<RawLimit>,
+}
+
+impl Default for RawLevels {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: "60s".into(),
+            offset_db: None,
+            stdout: true,
+            timezone: None,
+            limit: Vec::new(),
+        }
+    }
+}
+
+/// `[[levels.limit]]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLimit {
+    pub name: Option<String>,
+    pub metric: Option<String>,
+    pub period: Option<String>,
+    pub threshold_db: Option<f64>,
+    pub hours: Option<String>,
+    pub days: Option<String>,
+}
 
 /// The `[levels]` table; errors go to `err` with their key paths.
-pub(super) fn levels(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> LevelsConfig {
+pub(crate) fn validate(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> LevelsConfig {
     let interval = duration(&raw.interval, "levels.interval", err);
     let millis = interval.as_millis();
     if millis < 125 || !millis.is_multiple_of(125) || interval.as_secs() > 86_400 {
