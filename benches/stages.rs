@@ -10,15 +10,7 @@ use soundsentry::features::{Fbank, FbankConfig};
 use soundsentry::model::{Model, ModelConfig};
 
 fn noise(n: usize) -> Vec<f32> {
-    let mut s = 1u64;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-        })
-        .collect()
+    soundsentry::noise::Noise::new(1).samples(n, 0.2)
 }
 
 fn fbank(c: &mut Criterion) {

@@ -91,15 +91,7 @@ fn main() -> anyhow::Result<()> {
             // in [-1, 1), fixed seed), as real features are.
             let n = m.window_frames * m.fbank.mel_bins;
             let input: Vec<f32> = if std::env::var("BENCH_INPUT").as_deref() == Ok("noise") {
-                let mut x = 0x2545_f491_4f6c_dd1du64;
-                (0..n)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-                    })
-                    .collect()
+                soundsentry::noise::Noise::new(0x2545_f491_4f6c_dd1d).samples(n, 2.0)
             } else {
                 vec![0.1f32; n]
             };

@@ -1,4 +1,5 @@
-//! The analysis chain for a stream: resample → fbank → rolling window → prepared model input.
+//! The analysis chain for a stream: resample → fbank ([`LogMel`]) → rolling window → prepared
+//! model input.
 //!
 //! Inference is not done here: windows leave as prepared inputs, so the model can run on its
 //! own thread and a slow model never delays the fbank.
@@ -57,15 +58,57 @@ pub enum AnalysisError {
     Fbank(#[from] FbankError),
 }
 
+/// Samples at the source rate → the model's log-mel frames: the resample → fbank chain that
+/// [`Analyzer`] and the offline commands (`classify`, `fbank`) share.
+pub struct LogMel {
+    resampler: Resampler,
+    fbank: Fbank,
+    resampled: Vec<f32>,
+}
+
+impl LogMel {
+    /// The chain for audio at `source_rate` Hz into `manifest`'s fbank.
+    pub fn new(manifest: &Manifest, source_rate: u32) -> Result<Self, AnalysisError> {
+        Ok(Self {
+            resampler: Resampler::new(source_rate, manifest.sample_rate)?,
+            fbank: Fbank::new(&manifest.fbank_config())?,
+            resampled: Vec::new(),
+        })
+    }
+
+    /// Feeds mono samples; appends the frames they complete to `out` (row-major, `mel_bins`
+    /// a frame) and returns how many.
+    pub fn process(&mut self, samples: &[f32], out: &mut Vec<f32>) -> Result<usize, AnalysisError> {
+        self.resampled.clear();
+        self.resampler.process(samples, &mut self.resampled)?;
+        Ok(self.fbank.process(&self.resampled, out))
+    }
+
+    /// Ends the stream: the resampler's tail through the fbank, its frames appended to `out`.
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<usize, AnalysisError> {
+        self.resampled.clear();
+        self.resampler.finish(&mut self.resampled)?;
+        Ok(self.fbank.process(&self.resampled, out))
+    }
+
+    /// Starts the fbank afresh (frame counts from zero).
+    pub fn reset(&mut self) {
+        self.fbank.reset();
+    }
+
+    /// The fbank, for its settings.
+    pub fn fbank(&self) -> &Fbank {
+        &self.fbank
+    }
+}
+
 /// Streams audio at the source rate into prepared model windows, every `hop_frames`.
 pub struct Analyzer {
     manifest: Manifest,
-    resampler: Resampler,
-    fbank: Fbank,
+    log_mel: LogMel,
     window: FrameWindow,
     hop_frames: usize,
     since_last: usize,
-    resampled: Vec<f32>,
     frames: Vec<f32>,
 }
 
@@ -77,13 +120,11 @@ impl Analyzer {
         hop_frames: usize,
     ) -> Result<Self, AnalysisError> {
         Ok(Self {
-            resampler: Resampler::new(source_rate, manifest.sample_rate)?,
+            log_mel: LogMel::new(manifest, source_rate)?,
             window: FrameWindow::new(manifest.window_frames, manifest.fbank.mel_bins),
-            fbank: Fbank::new(&manifest.fbank_config())?,
             manifest: manifest.clone(),
             hop_frames: hop_frames.max(1),
             since_last: 0,
-            resampled: Vec::new(),
             frames: Vec::new(),
         })
     }
@@ -94,29 +135,28 @@ impl Analyzer {
         samples: &[f32],
         on_window: &mut dyn FnMut(Window),
     ) -> Result<(), AnalysisError> {
-        self.resampled.clear();
-        self.resampler.process(samples, &mut self.resampled)?;
-        self.feed_resampled(on_window);
+        self.frames.clear();
+        let n = self.log_mel.process(samples, &mut self.frames)?;
+        self.feed_frames(n, on_window);
         Ok(())
     }
 
     /// Ends the stream: flushes the resampler, emits the frames since the last window
     /// (if any), and resets for a new stream.
     pub fn finish(&mut self, on_window: &mut dyn FnMut(Window)) -> Result<(), AnalysisError> {
-        self.resampled.clear();
-        self.resampler.finish(&mut self.resampled)?;
-        self.feed_resampled(on_window);
+        self.frames.clear();
+        let n = self.log_mel.finish(&mut self.frames)?;
+        self.feed_frames(n, on_window);
         if self.since_last > 0 {
             self.emit(on_window);
         }
-        self.fbank.reset();
+        self.log_mel.reset();
         Ok(())
     }
 
-    fn feed_resampled(&mut self, on_window: &mut dyn FnMut(Window)) {
-        self.frames.clear();
-        let bins = self.fbank.mel_bins();
-        let n = self.fbank.process(&self.resampled, &mut self.frames);
+    /// Pushes the `n` new frames of `self.frames` into the window, emitting at each hop.
+    fn feed_frames(&mut self, n: usize, on_window: &mut dyn FnMut(Window)) {
+        let bins = self.log_mel.fbank().mel_bins();
         // Push up to each hop boundary so every window sees exactly its frames.
         let mut done = 0;
         while done < n {
@@ -132,7 +172,7 @@ impl Analyzer {
     }
 
     fn emit(&mut self, on_window: &mut dyn FnMut(Window)) {
-        let cfg = self.fbank.config();
+        let cfg = self.log_mel.fbank().config();
         let shift = cfg.frame_shift() as f64 / cfg.sample_rate as f64;
         let length = cfg.frame_length() as f64 / cfg.sample_rate as f64;
         let total = self.window.total() as f64;

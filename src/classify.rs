@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use serde::Serialize;
 
-use crate::audio::{AudioFile, Resampler};
-use crate::features::Fbank;
+use crate::analysis::LogMel;
+use crate::audio::AudioFile;
 use crate::model::{prepare_window, Manifest, Model};
 
 /// How chunk scores are combined into file scores.
@@ -42,24 +42,21 @@ pub fn stream_log_mel(
     on_frames: &mut dyn FnMut(&[f32]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Streamed> {
     let mut file = AudioFile::open(path)?;
-    let mut resampler = Resampler::new(file.sample_rate(), manifest.sample_rate)
-        .with_context(|| path.display().to_string())?;
-    let mut fbank = Fbank::new(&manifest.fbank_config())?;
+    let mut log_mel =
+        LogMel::new(manifest, file.sample_rate()).with_context(|| path.display().to_string())?;
     let total = file.frames_hint();
-    let (mut mono, mut resampled, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut mono, mut data) = (Vec::new(), Vec::new());
     let (mut read, mut frames) = (0u64, 0usize);
     let mut more = true;
     while more {
         mono.clear();
         more = file.read_chunk(&mut mono)?;
         read += mono.len() as u64;
-        resampled.clear();
-        resampler.process(&mono, &mut resampled)?;
-        if !more {
-            resampler.finish(&mut resampled)?;
-        }
         data.clear();
-        frames += fbank.process(&resampled, &mut data);
+        frames += log_mel.process(&mono, &mut data)?;
+        if !more {
+            frames += log_mel.finish(&mut data)?;
+        }
         if !data.is_empty() {
             on_frames(&data)?;
         }

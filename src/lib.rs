@@ -21,6 +21,7 @@
 //! - [`memory`]: keeps the resident set near the model's size.
 //! - [`model`]: model folders (manifest, labels, ONNX) loaded and run by tract.
 //! - [`mqtt`]: publishing through a durable outbox, Home Assistant discovery, status.
+//! - [`noise`]: a small deterministic noise generator for tests, benches and probes.
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
 //! - [`npy`]: float32 `.npy` files written row by row.
 //! - [`pipeline`]: the threads and bounded queues of `run`, and their shutdown.
@@ -42,6 +43,7 @@ pub mod levels;
 pub mod memory;
 pub mod model;
 pub mod mqtt;
+pub mod noise;
 pub mod notify;
 pub mod npy;
 pub mod pipeline;

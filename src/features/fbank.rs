@@ -299,11 +299,7 @@ mod tests {
             beats in any::<bool>(),
         ) {
             let cfg = if beats { FbankConfig::beats() } else { FbankConfig::ast() };
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let x: Vec<f32> = (0..len).map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-            }).collect();
+            let x = crate::noise::Noise::new(seed).samples(len, 1.0);
             let expected = whole(&cfg, &x);
             let mut fb = Fbank::new(&cfg).expect("valid config");
             let mut got = Vec::new();

@@ -119,11 +119,10 @@ mod tests {
     use super::*;
 
     fn tone(rate: u32, f: f64, amplitude: f64, seconds: f64, noise: f64) -> Vec<f32> {
-        let mut seed = 1u32;
+        let mut rng = crate::noise::Noise::new(1);
         (0..(seconds * f64::from(rate)) as usize)
             .map(|i| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                let r = f64::from(seed >> 8) / f64::from(1u32 << 24) - 0.5;
+                let r = f64::from(rng.uniform());
                 let t = i as f64 / f64::from(rate);
                 (amplitude * (2.0 * std::f64::consts::PI * f * t).sin() + noise * r) as f32
             })

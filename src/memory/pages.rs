@@ -461,13 +461,8 @@ mod tests {
         // Blocks of changing sizes freed in changing orders fragment the pool; what it holds
         // plus what is live must still stay within the most that was ever live at once.
         let pool = PagePool::new();
-        let mut seed = 12345u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
+        let mut noise = crate::noise::Noise::new(12345);
+        let mut next = move || (noise.next_u64() >> 33) as usize;
         let (mut live, mut most): (Vec<(*mut u8, usize)>, usize) = (Vec::new(), 0);
         let held = |v: &Vec<(*mut u8, usize)>| -> usize {
             v.iter()

@@ -3,7 +3,8 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use super::{Attention, Device};
+use super::ops::Attention;
+use super::runtime::Device;
 
 /// A model folder and how to run it; [`Model::load`](super::Model::load) takes one.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,6 @@
 //! Turns raw log-mel frames into the model input: pad or cut to the frames fed, then normalise.
 
-use super::Manifest;
+use super::manifest::Manifest;
 
 /// Builds the `manifest.frames_fed(frames) × mel_bins` input from `frames` raw log-mel frames.
 ///

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::ModelError;
+use super::error::ModelError;
 use crate::format::slugify;
 
 /// One model output.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::ModelError;
+use super::error::ModelError;
 use crate::features::{FbankConfig, WindowKind};
 
 /// What the model's outputs are.

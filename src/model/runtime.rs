@@ -9,8 +9,8 @@ use tract_onnx::tract_core::runtime::{Runnable, State};
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
+use super::error::ModelError;
 use super::ops::{self, Attention};
-use super::ModelError;
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

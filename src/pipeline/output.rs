@@ -44,23 +44,9 @@ pub(super) fn write_lines(
             Line::Event(mut e) => {
                 seq += 1;
                 e.seq = seq;
-                if let Some(m) = sinks.mqtt {
-                    m.event(&e);
-                }
-                if sinks.events {
-                    serde_json::to_writer(&mut out, &e)?;
-                    out.write_all(b"\n")?;
-                }
+                emit(&*e, sinks.events, sinks.mqtt, &mut out)?;
             }
-            Line::Level(r) => {
-                if let Some(m) = sinks.mqtt {
-                    m.level(&r);
-                }
-                if sinks.levels {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n")?;
-                }
-            }
+            Line::Level(r) => emit(&*r, sinks.levels, sinks.mqtt, &mut out)?,
             Line::Scores(s) => {
                 if let (Some(m), true) = (sinks.mqtt, sinks.mqtt_scores) {
                     m.scores(s.clone());
@@ -78,6 +64,40 @@ pub(super) fn write_lines(
     Ok(out.flush()?)
 }
 
+/// An event or a level report: to MQTT first, then on stdout when `print` says so.
+trait Message: serde::Serialize {
+    fn to_mqtt(&self, mqtt: &Mqtt);
+}
+
+impl Message for Event {
+    fn to_mqtt(&self, mqtt: &Mqtt) {
+        mqtt.event(self);
+    }
+}
+
+impl Message for LevelReport {
+    fn to_mqtt(&self, mqtt: &Mqtt) {
+        mqtt.level(self);
+    }
+}
+
+fn emit(
+    msg: &impl Message,
+    print: bool,
+    mqtt: Option<&Mqtt>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if let Some(m) = mqtt {
+        msg.to_mqtt(m);
+    }
+    if print {
+        serde_json::to_writer(&mut *out, msg)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The JSON line of a window's top scores.
 pub(super) fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
     let top = crate::format::top_json(&model.labels, &w.scores, k);
     serde_json::json!({

@@ -5,13 +5,8 @@ use super::*;
 use tract_ndarray::{Array2, Array3};
 
 pub(super) fn pseudo(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
-    let mut s = seed;
-    Array3::from_shape_fn(shape, |_| {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    })
+    let mut noise = crate::noise::Noise::new(seed);
+    Array3::from_shape_fn(shape, |_| noise.uniform())
 }
 
 fn naive(
