@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::levels::config::plausible_offset;
-pub use validate::{max_threads, resolve_watches};
+pub use crate::source::SourceConfig;
+pub use validate::resolve_watches;
+pub use values::max_threads;
 
 use crate::detect::WatchSettings;
 
@@ -57,41 +59,6 @@ pub struct Config {
     pub mqtt: crate::mqtt::MqttSettings,
     /// Sound levels and limits (`[levels]`).
     pub levels: crate::levels::LevelsConfig,
-}
-
-/// Audio sources.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// A recording replayed as a stream.
-    File {
-        /// The audio file.
-        path: PathBuf,
-        /// Replay at real-time pace instead of as fast as possible.
-        realtime: bool,
-        /// Size of the chunks the file is read in.
-        chunk: Duration,
-    },
-    /// Raw PCM on standard input; the stream ends with it.
-    Stdin {
-        /// Sample format, rate and channels.
-        layout: crate::source::RawLayout,
-        /// Audio per chunk.
-        chunk: Duration,
-    },
-    /// Raw PCM on the standard output of a command (ffmpeg, arecord, ...), started again
-    /// whenever it ends.
-    Command {
-        /// Program and arguments.
-        argv: Vec<String>,
-        /// Sample format, rate and channels.
-        layout: crate::source::RawLayout,
-        /// Audio per chunk.
-        chunk: Duration,
-        /// Restart delays.
-        restart: crate::source::Restart,
-    },
-    /// A sound card or USB microphone through ALSA (cpal).
-    Capture(crate::capture::CaptureConfig),
 }
 
 /// The `[detect]` table, validated; label names are resolved against the model later.

@@ -1,7 +1,5 @@
 //! The configuration file as written: serde structs with defaults, unknown keys collected.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
 /// `(key path, message)` pairs.
@@ -12,57 +10,13 @@ pub type Errors = Vec<(String, String)>;
 #[serde(default)]
 pub struct Raw {
     pub sensor_id: Option<String>,
-    pub model: RawModel,
-    pub source: RawSource,
+    pub model: crate::model::config::RawModel,
+    pub source: crate::source::config::RawSource,
     pub analysis: RawAnalysis,
     pub detect: RawDetect,
     pub output: RawOutput,
     pub mqtt: crate::mqtt::config::RawMqtt,
     pub levels: crate::levels::config::RawLevels,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawModel {
-    pub path: Option<PathBuf>,
-    pub threads: Option<usize>,
-    pub device: Option<String>,
-    pub attention: Option<String>,
-    pub kernels: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default)]
-pub struct RawSource {
-    pub kind: String,
-    pub path: Option<PathBuf>,
-    pub realtime: bool,
-    pub chunk: String,
-    pub command: Vec<String>,
-    pub device: Option<String>,
-    pub format: Option<String>,
-    pub rate: Option<u32>,
-    pub channels: Option<u16>,
-    pub restart_min: String,
-    pub restart_max: String,
-}
-
-impl Default for RawSource {
-    fn default() -> Self {
-        Self {
-            kind: "file".into(),
-            path: None,
-            realtime: false,
-            chunk: "100ms".into(),
-            command: Vec::new(),
-            device: None,
-            format: None,
-            rate: None,
-            channels: None,
-            restart_min: "1s".into(),
-            restart_max: "60s".into(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,16 +1,14 @@
 //! Pure validation: raw values → domain types, or every error with its key path.
 
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
 use super::machine::Unread;
 use super::raw::{Errors, Raw, RawSettings};
-use super::values::{duration, parsed};
-use super::{Config, DetectConfig, OnOffSet, OutputConfig, SourceConfig, WatchSpec};
+use super::values::duration;
+use super::{Config, DetectConfig, OnOffSet, OutputConfig, WatchSpec};
 use crate::detect::{Watch, WatchSettings};
-use crate::model::{Attention, Device, Kernels, Label};
-use crate::source::{RawFormat, RawLayout, Restart};
+use crate::model::Label;
 
 /// Turns the raw file into a [`Config`], collecting every problem, without reading anything
 /// from the machine: what it names there (the host name, a password file) is left to
@@ -28,131 +26,8 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         None => String::new(),
     };
     let host_sensor_id = raw.sensor_id.is_none();
-    let model_path = match raw.model.path {
-        Some(p) => base.join(p),
-        None => {
-            err("model.path", "missing: the model folder to use".into());
-            Default::default()
-        }
-    };
-    let threads = max_threads(raw.model.threads.unwrap_or(1)).unwrap_or_else(|e| {
-        err("model.threads", e);
-        NonZeroUsize::MIN
-    });
-    let device: Device = parsed(raw.model.device.as_deref(), "model.device", &mut err);
-    let attention: Attention = parsed(raw.model.attention.as_deref(), "model.attention", &mut err);
-    let kernels: Option<Kernels> = raw
-        .model
-        .kernels
-        .as_deref()
-        .map(|k| parsed(Some(k), "model.kernels", &mut err));
-    let chunk = duration(&raw.source.chunk, "source.chunk", &mut err);
-    if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&chunk) {
-        err("source.chunk", "must be from 10ms to 10s".into());
-    }
-    let raw_layout = |err: &mut dyn FnMut(&str, String)| {
-        let format = raw
-            .source
-            .format
-            .as_deref()
-            .unwrap_or("s16le")
-            .parse::<RawFormat>()
-            .unwrap_or_else(|e| {
-                err("source.format", e);
-                RawFormat::S16Le
-            });
-        let rate = raw.source.rate.unwrap_or_else(|| {
-            err(
-                "source.rate",
-                "missing: the sample rate of the raw PCM (e.g. 48000)".into(),
-            );
-            16000
-        });
-        if !(1000..=768_000).contains(&rate) {
-            err("source.rate", format!("{rate} Hz is outside 1000..768000"));
-        }
-        let channels = raw.source.channels.unwrap_or(1);
-        if channels == 0 {
-            err("source.channels", "must be at least 1".into());
-        }
-        RawLayout {
-            format,
-            rate,
-            channels: channels.max(1),
-        }
-    };
-    // Restart delays of a command, reopening delays of a capture device.
-    let restart_delays = |err: &mut dyn FnMut(&str, String)| {
-        let r = Restart {
-            min: duration(&raw.source.restart_min, "source.restart_min", err),
-            max: duration(&raw.source.restart_max, "source.restart_max", err),
-        };
-        if r.min.is_zero() || r.max < r.min {
-            err(
-                "source.restart_max",
-                "need 0 < restart_min <= restart_max".into(),
-            );
-        }
-        r
-    };
-    let source = match raw.source.kind.as_str() {
-        "file" => {
-            let path = raw.source.path.map(|p| base.join(p)).unwrap_or_else(|| {
-                err("source.path", "missing: the audio file to replay".into());
-                Default::default()
-            });
-            SourceConfig::File {
-                path,
-                realtime: raw.source.realtime,
-                chunk,
-            }
-        }
-        "stdin" => SourceConfig::Stdin {
-            layout: raw_layout(&mut err),
-            chunk,
-        },
-        "command" => {
-            if raw.source.command.is_empty() {
-                err(
-                    "source.command",
-                    "missing: the program and its arguments, e.g. [\"arecord\", \"-t\", \"raw\", ...]".into(),
-                );
-            }
-            let restart = restart_delays(&mut err);
-            SourceConfig::Command {
-                argv: raw.source.command.clone(),
-                layout: raw_layout(&mut err),
-                chunk,
-                restart,
-            }
-        }
-        "capture" => {
-            let retry = restart_delays(&mut err);
-            if raw.source.channels == Some(0) {
-                err("source.channels", "must be at least 1".into());
-            }
-            SourceConfig::Capture(crate::capture::CaptureConfig {
-                device: raw.source.device.clone(),
-                rate: raw.source.rate,
-                channels: raw.source.channels,
-                chunk,
-                retry,
-            })
-        }
-        other => {
-            err(
-                "source.kind",
-                format!(
-                    "unknown source {other:?} (supported: \"file\", \"stdin\", \"command\", \"capture\")"
-                ),
-            );
-            SourceConfig::File {
-                path: Default::default(),
-                realtime: false,
-                chunk: Duration::from_millis(100),
-            }
-        }
-    };
+    let (model, kernels) = crate::model::config::validate(&raw.model, base, &mut err);
+    let source = crate::source::config::validate(&raw.source, base, &mut err);
     let hop = duration(&raw.analysis.hop, "analysis.hop", &mut err);
     if hop < Duration::from_millis(10) {
         err("analysis.hop", "must be at least 10ms (one frame)".into());
@@ -209,12 +84,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     let levels = crate::levels::config::validate(&raw.levels, &mut err);
     let cfg = Config {
         sensor_id,
-        model: crate::model::ModelConfig {
-            path: model_path,
-            threads,
-            device,
-            attention,
-        },
+        model,
         kernels,
         source,
         hop,
@@ -348,20 +218,6 @@ fn with_model_threshold(settings: &WatchSettings, set: OnOffSet, label: &Label) 
 
 /// Most labels in a scores line (AudioSet has 527).
 const MAX_TOP_K: usize = 1000;
-
-/// Threads for the model's matrix products: from 1 to twice the CPUs this process may use
-/// (more only adds switching; thousands would exhaust the machine before the first window).
-pub fn max_threads(n: usize) -> Result<NonZeroUsize, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    let most = 2 * cpus;
-    match NonZeroUsize::new(n) {
-        None => Err("must be at least 1".into()),
-        Some(t) if n > most => Err(format!(
-            "{t} is more than twice the {cpus} CPUs available (at most {most})"
-        )),
-        Some(t) => Ok(t),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -532,7 +388,7 @@ mod tests {
     /// Issue 25 (6): `threads = 10000` passed check-config and spawned thousands of threads.
     #[test]
     fn issue_25_model_threads_is_bounded_by_the_cpus() {
-        use super::max_threads;
+        use crate::config::max_threads;
         use std::num::NonZeroUsize;
         let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         for n in [10_000, 100_000, 2 * cpus + 1] {

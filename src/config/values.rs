@@ -1,5 +1,6 @@
 //! Parsers of single values shared by every table's validation (durations, named choices).
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// Parses "1s", "500ms", "2m", "1h 30m".
@@ -26,4 +27,18 @@ pub(crate) fn parsed<T: std::str::FromStr<Err = String> + Default>(
             err(key, e);
             T::default()
         })
+}
+
+/// Threads for the model's matrix products: from 1 to twice the CPUs this process may use
+/// (more only adds switching; thousands would exhaust the machine before the first window).
+pub fn max_threads(n: usize) -> Result<NonZeroUsize, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let most = 2 * cpus;
+    match NonZeroUsize::new(n) {
+        None => Err("must be at least 1".into()),
+        Some(t) if n > most => Err(format!(
+            "{t} is more than twice the {cpus} CPUs available (at most {most})"
+        )),
+        Some(t) => Ok(t),
+    }
 }

@@ -1,10 +1,15 @@
-//! What loading a model needs: its folder and how it runs (the `[model]` table, validated).
+//! What loading a model needs: its folder and how it runs (the `[model]` table, as written
+//! and validated).
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
+use super::kernels::Kernels;
 use super::ops::Attention;
 use super::runtime::Device;
+use crate::config::values::{max_threads, parsed};
 
 /// A model folder and how to run it; [`Model::load`](super::Model::load) takes one.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,4 +52,48 @@ impl ModelConfig {
         self.attention = attention;
         self
     }
+}
+
+/// `[model]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawModel {
+    pub path: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub device: Option<String>,
+    pub attention: Option<String>,
+    pub kernels: Option<String>,
+}
+
+/// The `[model]` table, and `model.kernels` when it is set; errors go to `err` with their key
+/// paths. The path is relative to `base`, the configuration file's folder.
+pub(crate) fn validate(
+    raw: &RawModel,
+    base: &Path,
+    err: &mut impl FnMut(&str, String),
+) -> (ModelConfig, Option<Kernels>) {
+    let path = match &raw.path {
+        Some(p) => base.join(p),
+        None => {
+            err("model.path", "missing: the model folder to use".into());
+            Default::default()
+        }
+    };
+    let threads = max_threads(raw.threads.unwrap_or(1)).unwrap_or_else(|e| {
+        err("model.threads", e);
+        NonZeroUsize::MIN
+    });
+    let device: Device = parsed(raw.device.as_deref(), "model.device", &mut *err);
+    let attention: Attention = parsed(raw.attention.as_deref(), "model.attention", &mut *err);
+    let kernels: Option<Kernels> = raw
+        .kernels
+        .as_deref()
+        .map(|k| parsed(Some(k), "model.kernels", &mut *err));
+    let cfg = ModelConfig {
+        path,
+        threads,
+        device,
+        attention,
+    };
+    (cfg, kernels)
 }

@@ -1,6 +1,6 @@
 //! Models: a folder with a manifest (`model.toml`), an ONNX file and a labels CSV, run by tract.
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod input;
 pub mod kernels;

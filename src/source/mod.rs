@@ -2,14 +2,16 @@
 //! raw PCM from stdin or a command; the configured source opened and fed (`open_source`,
 //! `feed_source`, for `run` and `levels`).
 
+pub(crate) mod config;
+
 pub use crate::stats::SourceHealth;
+pub use config::SourceConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
 use crate::audio::{AudioError, AudioFile};
-use crate::config::SourceConfig;
 
 /// A message from a source: mono samples at the source rate, or the error that ended it.
 pub type Chunk = Result<Vec<f32>, AudioError>;
