@@ -269,7 +269,11 @@ def main():
     table = "\n".join(lines)
     block = table + "\n\n```json\n" + json.dumps(figures) + "\n```\n"
     (OUT / "figures.md").write_text(block)
-    write_latest(f"Measured {time.strftime('%Y-%m-%d')}. " + block)
+    if quick:
+        # A quick run has no full-size rows: the latest full run's table stays.
+        print(f"quick run: table in {OUT / 'figures.md'}; BENCHMARKS.md left as it is")
+    else:
+        write_latest(f"Measured {time.strftime('%Y-%m-%d')}. " + block)
     print(table)
     print(json.dumps({"cpu": cpu, **figures}))
 
