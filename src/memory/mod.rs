@@ -4,7 +4,7 @@
 //! the optimiser packs). glibc serves allocations above its mmap threshold with their own
 //! mappings, but it raises that threshold each time such a mapping is freed, so after the
 //! first few weights the rest come from the heap, and freed heap stays with the process: the
-//! peak was about 1.5–2× the model file (BENCHMARKS.md, "kernel, loader and quantisation
+//! peak was about 1.5–2× the model file (docs/benchmarks-history.md, "kernel, loader and quantisation
 //! patches"). During a load ([`LoadPhase`]) the threshold is held low and the page pool
 //! unmaps what is freed; afterwards the threshold is set where glibc's own adjustment ends
 //! (32 MiB).

@@ -273,7 +273,7 @@ pub fn declutter(mut model: TypedModel) -> TractResult<TypedModel> {
         Err(e) => tracing::debug!(error = %format!("{e:#}"), "shape arithmetic left to tract"),
     }
     // Here rather than before the fold: the load's peak is lowest with the typing and fold
-    // code gone before tract's declutter (BENCHMARKS.md, "int8 peak memory").
+    // code gone before tract's declutter (docs/benchmarks-history.md, "int8 peak memory").
     crate::memory::release_code_pages();
     model.into_decluttered()
 }

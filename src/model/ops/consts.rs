@@ -4,7 +4,7 @@
 //! `Range` over the token count, then a tokens × tokens chain of `Sub`, `Abs`, `Where`, `Min`)
 //! is constant once the input shape is fixed, but tract types those values as `TDim`, a
 //! symbolic integer of 32 bytes, and its declutter folds the chain one node at a time, several
-//! 496 × 496 `TDim` tensors alive at once: the load's peak memory (BENCHMARKS.md, *Memory*).
+//! 496 × 496 `TDim` tensors alive at once: the load's peak memory (docs/benchmarks-history.md, *Memory*).
 //! Here, when a model has such a chain, every node computable from constants is evaluated in
 //! graph order with `TDim` values held as `i64`, each value dropped after its last reader,
 //! and the values that the rest of the graph reads become constants of their declared type.
