@@ -149,11 +149,10 @@ pub fn run(
         // Level reports and limit events come from this (the analysis) thread.
         let level_tx = line_tx.clone();
         let writer = s.spawn(move || write_lines(out, line_rx, sinks));
-        let health_ref = &*health;
         let settings = Settings {
             output,
             mqtt_scores: cfg.mqtt.scores,
-            health: health_ref,
+            health: &health,
             control,
             notify: &notify,
             history,

@@ -65,24 +65,24 @@ pub(super) fn write_lines(
 }
 
 /// An event or a level report: to MQTT first, then on stdout when `print` says so.
-trait Message: serde::Serialize {
+trait Published: serde::Serialize {
     fn to_mqtt(&self, mqtt: &Mqtt);
 }
 
-impl Message for Event {
+impl Published for Event {
     fn to_mqtt(&self, mqtt: &Mqtt) {
         mqtt.event(self);
     }
 }
 
-impl Message for LevelReport {
+impl Published for LevelReport {
     fn to_mqtt(&self, mqtt: &Mqtt) {
         mqtt.level(self);
     }
 }
 
 fn emit(
-    msg: &impl Message,
+    msg: &impl Published,
     print: bool,
     mqtt: Option<&Mqtt>,
     out: &mut impl Write,
