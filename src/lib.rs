@@ -15,6 +15,7 @@
 //! - [`commands`]: each subcommand's work, behind the thin `main`.
 //! - [`config`]: raw TOML → validated domain types, every error at once.
 //! - [`detect`]: per-label hysteresis and hold, start/update/end events.
+//! - [`eval`]: evaluation on labelled clips (AP, ROC-AUC, PR-AUC, F1).
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
 //! - [`format`]: label slugs, RFC 3339 stamps, rounding, top scores as written.
 //! - [`levels`]: A/C/Z and F/S weighting, Leq and percentiles, limits and their events.
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod eval;
 pub mod features;
 pub mod format;
 pub mod levels;

@@ -10,6 +10,7 @@ mod demo_scene;
 mod fbank_parity;
 mod kernels;
 mod levels;
+mod metrics;
 mod model_parity;
 mod model_thresholds;
 mod mqtt;

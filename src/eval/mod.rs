@@ -1,0 +1,3 @@
+//! Evaluation of a model on labelled clips: the metrics, as scikit-learn defines them.
+
+pub mod metrics;
