@@ -19,6 +19,8 @@ CLASSES = synth.CLASSES + EXTRA
 NAMES = [n for n, _ in CLASSES]
 # Share of a scene's sounds that are real recordings without any of the labels.
 DISTRACTOR = 0.25
+# Of the distractors, the share that are synthesised tonal sounds (synth.other_tones).
+TONES = 0.3
 
 
 def read_wav(path):
@@ -84,17 +86,22 @@ def mixed_clip(rng, n, pool, speech):
         length = int(rng.uniform(0.4, 4.0) * SR)
         pick = rng.random()
         if pick < DISTRACTOR + 0.45:
-            if pick < DISTRACTOR and pool.backgrounds:
-                # a real sound with none of the labels, as loud as the labelled ones: a shot,
-                # a door or thunder must not be taken for the nearest watched label
-                i = pool.backgrounds[rng.integers(len(pool.backgrounds))]
+            if pick < DISTRACTOR * TONES:
+                # a synthesised tonal sound with none of the labels (a ring, a chime, a
+                # melody): beeps and bells must not be taken for an alarm
+                s, labels = synth.sound(rng, synth.OTHER, length, speech), []
             else:
-                label = real_labels[rng.integers(len(real_labels))]
-                i = pool.by_label[label][rng.integers(len(pool.by_label[label]))]
-            src = pool.audio[i]
-            length = min(length, len(src)) if rng.random() < 0.5 else length
-            s = synth.norm(crop(rng, src, length).astype(np.float64))
-            labels = pool.labels[i]
+                if pick < DISTRACTOR and pool.backgrounds:
+                    # a real sound with none of the labels, as loud as the labelled ones: a
+                    # shot, a door or thunder must not be taken for the nearest watched label
+                    i = pool.backgrounds[rng.integers(len(pool.backgrounds))]
+                else:
+                    label = real_labels[rng.integers(len(real_labels))]
+                    i = pool.by_label[label][rng.integers(len(pool.by_label[label]))]
+                src = pool.audio[i]
+                length = min(length, len(src)) if rng.random() < 0.5 else length
+                s = synth.norm(crop(rng, src, length).astype(np.float64))
+                labels = pool.labels[i]
         else:
             label = synth.NAMES[rng.integers(len(synth.NAMES))]
             s = synth.sound(rng, label, length, speech)

@@ -292,10 +292,68 @@ def speech(rng, n, pool):
     return norm(out + 1e-4 * rng.standard_normal(n))
 
 
+def other_tones(rng, n):
+    """Tonal sounds that are none of the labels, for training only (unlabelled distractors):
+    a phone's dual-tone ring, a chime or doorbell's decaying partials, a short melody (ring
+    tones, music boxes, jingles) or keypad blips. Unlike reversing beeps (one steady tone
+    gated at about 1 Hz) or a smoke alarm (about 3 kHz in the T3 pattern) their pitch moves,
+    their notes decay, or two tones sound at once."""
+    t = t_axis(n)
+    kind = rng.integers(4)
+    if kind == 0:  # ring: two tones together, cadenced
+        f1 = rng.uniform(350, 950)
+        f2 = f1 * rng.uniform(1.05, 1.35)
+        on, off = rng.uniform(0.3, 2.0), rng.uniform(0.2, 3.0)
+        gate = ((t + rng.uniform(0, on + off)) % (on + off)) < on
+        if rng.random() < 0.5:  # warble between the two
+            x = np.sin(2 * np.pi * np.where((t * rng.uniform(10, 25)) % 1 < 0.5, f1, f2) * t)
+        else:
+            x = np.sin(2 * np.pi * f1 * t) + np.sin(2 * np.pi * f2 * t)
+        return norm(x * fft_filter(gate.astype(float), hi=150))
+    if kind == 1:  # chime or doorbell: struck notes with inharmonic partials that decay
+        x = np.zeros(n)
+        start = 0
+        while start < n:
+            f = rng.uniform(300, 2500)
+            m = n - start
+            tt = np.arange(m) / SR
+            decay = rng.uniform(0.3, 2.0)
+            note = sum(rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * f * r * tt + rng.random() * 6.28)
+                       * np.exp(-tt * r ** 0.5 / decay) for r in (1.0, 2.01, 2.76, 5.4))
+            x[start:] += note
+            start += int(rng.uniform(0.25, 1.5) * SR)
+        return norm(x)
+    if kind == 2:  # melody: notes of a scale, 0.08-0.4 s each
+        x = np.zeros(n)
+        base = rng.uniform(220, 880)
+        steps = [0, 2, 4, 5, 7, 9, 11, 12]
+        start, harm = 0, rng.integers(1, 5)
+        while start < n:
+            m = min(n - start, int(rng.uniform(0.08, 0.4) * SR))
+            f = base * 2 ** (steps[rng.integers(len(steps))] / 12)
+            env = np.exp(-np.arange(m) / SR / rng.uniform(0.05, 0.5))
+            x[start:start + m] += harmonic(np.full(m, f), harm, 1.5, rng) * env
+            start += m
+        return norm(x)
+    # keypad: short dual-tone blips at irregular times
+    x = np.zeros(n)
+    start = int(rng.uniform(0, 0.3) * SR)
+    while start < n:
+        m = min(n - start, int(rng.uniform(0.04, 0.15) * SR))
+        tt = np.arange(m) / SR
+        lo, hi = rng.choice([697, 770, 852, 941]), rng.choice([1209, 1336, 1477, 1633])
+        x[start:start + m] += np.sin(2 * np.pi * lo * tt) + np.sin(2 * np.pi * hi * tt)
+        start += m + int(rng.uniform(0.05, 0.6) * SR)
+    return norm(x)
+
+
+OTHER = "(other tones)"  # a distractor's name in RECIPES; not a label
+
 RECIPES = {
     "Speech": None, "Dog": dog, "Engine": engine, "Reversing beeps": reversing_beeps,
     "Siren": siren, "Smoke detector, smoke alarm": smoke_alarm, "Hammer": hammer,
     "Jackhammer": jackhammer, "Sawing": sawing, "Power tool": power_tool, "Drill": drill,
+    OTHER: other_tones,
 }
 
 
@@ -367,8 +425,9 @@ def mix(rng, n, events, pool, bg_kind=None, bg_level_db=None):
     return x, sounding
 
 
-def training_clip(rng, n, pool, min_overlap_s=0.2):
-    """A clip of n samples with 0-2 events that may start or end outside it.
+def training_clip(rng, n, pool, min_overlap_s=0.2, distractor=0.0):
+    """A clip of n samples with 0-2 events that may start or end outside it, and with
+    probability `distractor` one more sound that is none of the labels (other_tones).
 
     Returns (audio, multi-hot labels); a label is on when its sound is sounding for at least
     min_overlap_s inside the clip (pauses of an intermittent sound do not count)."""
@@ -377,16 +436,19 @@ def training_clip(rng, n, pool, min_overlap_s=0.2):
     if k == 0 and rng.random() < 0.5:
         k = 1
     snr = rng.uniform(-5, 30)
-    for label in rng.choice(NAMES, size=k, replace=False):
+    labels = [str(label) for label in rng.choice(NAMES, size=k, replace=False)]
+    if distractor > 0 and rng.random() < distractor:
+        labels.append(OTHER)
+    for label in labels:
         length = int(rng.uniform(0.4, 4.0) * SR)
         start = int(rng.uniform(-length + 0.1 * SR, n - 0.1 * SR))
-        events.append((str(label), start, length, snr))
+        events.append((label, start, length, snr))
         # a second sound within 10 dB of the first: both audible, one may dominate
         snr = float(np.clip(snr + rng.uniform(-10, 10), -5, 30))
     x, sounding = mix(rng, n, events, pool, bg_level_db=rng.uniform(-55, -20))
     y = np.zeros(len(NAMES), dtype=np.float32)
     for (label, _, _, _), secs in zip(events, sounding):
-        if secs >= min_overlap_s:
+        if secs >= min_overlap_s and label != OTHER:
             y[NAMES.index(label)] = 1.0
     return x.astype(np.float32), y
 

@@ -68,22 +68,29 @@ def features(batch):
     return ((logmel - AST_MEAN) / (2 * AST_STD)).float().numpy()
 
 
-def dataset(seed, count, real=None, real_share=0.0):
+def dataset(seed, count, real=None, real_share=0.0, short_share=0.0, distractor=0.0):
     """count clips: real scenes (real_mix.mixed_clip over the pool `real`) with probability
-    real_share, synthesised clips otherwise."""
+    real_share, synthesised clips otherwise (with an unlabelled tonal sound with probability
+    `distractor`). With probability short_share a clip is shorter than a window (0.25-1.27 s)
+    and its features are padded as the daemon pads a file that short (window_features): the
+    model learns that the padding is no sound."""
     rng = np.random.default_rng(seed)
     pool = synth.SpeechPool(seed)
     xs = np.zeros((count, FRAMES, 128), dtype=np.float32)
     ys = np.zeros((count, len(NAMES)), dtype=np.float32)
     block = []
     for i in range(count):
+        n = CLIP
+        if short_share > 0 and rng.random() < short_share:
+            n = int(rng.integers(int(0.25 * real_mix.SR), CLIP))
         if real is not None and rng.random() < real_share:
-            audio, ys[i] = real_mix.mixed_clip(rng, CLIP, real, pool)
+            audio, ys[i] = real_mix.mixed_clip(rng, n, real, pool)
         else:
-            audio, ys[i, :len(synth.NAMES)] = synth.training_clip(rng, CLIP, pool)
+            audio, ys[i, :len(synth.NAMES)] = synth.training_clip(rng, n, pool,
+                                                                  distractor=distractor)
         block.append(audio)
         if len(block) == 256 or i == count - 1:
-            xs[i + 1 - len(block):i + 1] = features(np.stack(block))
+            xs[i + 1 - len(block):i + 1] = window_features(block)
             block = []
     return xs, ys
 
@@ -208,12 +215,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--real", type=Path, required=True, help="output folder of tools/real_sounds.py")
-    p.add_argument("--real-share", type=float, default=0.6,
+    p.add_argument("--real-share", type=float, default=0.55,
                    help="share of training clips that are scenes of real recordings")
+    p.add_argument("--short-share", type=float, default=0.2,
+                   help="share of training clips shorter than a window (padded as the daemon pads)")
+    p.add_argument("--distractor", type=float, default=0.15,
+                   help="share of synthesised training clips with an unlabelled tonal sound")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--heldout-seed", type=int, default=2)
     p.add_argument("--val-seed", type=int, default=4, help="synthesised clips for thresholds")
-    p.add_argument("--train", type=int, default=12000)
+    p.add_argument("--train", type=int, default=14000)
     p.add_argument("--heldout", type=int, default=1500)
     p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--batch", type=int, default=64)
@@ -242,7 +253,8 @@ def main():
         finish(args, model, json.loads((args.out / "metrics.json").read_text()).get("train_seconds"))
         return
     print(f"batched fbank vs torchaudio: max |diff| = {check_features():.2e}", flush=True)
-    xtr, ytr = dataset(args.seed, args.train, train_pool, args.real_share)
+    xtr, ytr = dataset(args.seed, args.train, train_pool, args.real_share, args.short_share,
+                       args.distractor)
     xho, yho = dataset(args.heldout_seed, args.heldout)
     print(f"data: {len(xtr)} training clips ({len(train_pool.rows)} real recordings), "
           f"{len(xho)} synthesised held-out clips in {time.time() - t0:.0f} s; "
@@ -308,7 +320,8 @@ def finish(args, model, train_seconds):
                                                    if r["positives"] >= least] or [float("nan")]))
     conf, n_conf = confusions(test, y_test, s_test, thresholds)
     summary = {"seed": args.seed, "heldout_seed": args.heldout_seed, "train_clips": args.train,
-               "real_share": args.real_share, "epochs": args.epochs, "hop_s": args.hop,
+               "real_share": args.real_share, "short_share": getattr(args, "short_share", 0.0),
+               "distractor": getattr(args, "distractor", 0.0), "layers": args.layers, "epochs": args.epochs, "hop_s": args.hop,
                "train_seconds": train_seconds, "thresholds": thresholds,
                "real_test": {"clips": len(test.rows), "background_clips": n_bg,
                              "false_trigger_clips": len(hits),
