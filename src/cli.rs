@@ -28,6 +28,9 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Write the features of a file as .npy (float32).
     Fbank(FbankArgs),
+    /// Write the model's embeddings of audio files or folders: one vector per window and one
+    /// per file (the mean over its windows), as .npy (float32) with CSV indexes.
+    Embed(EmbedArgs),
     /// Print the sound levels of a recording: one JSON line per interval (LAeq, LCeq, LZeq,
     /// LAFmax, LAFmin, LASmax, LA10, LA90), as `run` reports them.
     Levels(LevelsArgs),
@@ -95,6 +98,25 @@ pub struct FbankArgs {
     /// window is shorter, the windows end to end: frames × mel bins).
     #[arg(long)]
     pub raw: bool,
+}
+
+/// The arguments of `soundsentry embed`.
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// Audio files, or folders whose audio files (.wav, .flac, .ogg, .oga, recursively) are
+    /// taken in path order.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model folder (with model.toml naming an `embedding` output).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Output: F.npy gets one row per window, F.csv its index (row, file, start_s, end_s),
+    /// F.files.npy one row per file (the mean of its windows), F.files.csv their index.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Threads for the model's matrix products.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
 }
 
 /// The arguments of `soundsentry levels`.

@@ -15,6 +15,7 @@
 //! - [`commands`]: each subcommand's work, behind the thin `main`.
 //! - [`config`]: raw TOML → validated domain types, every error at once.
 //! - [`detect`]: per-label hysteresis and hold, start/update/end events.
+//! - [`embed`]: a model's embeddings of audio files (the `embed` command).
 //! - [`eval`]: evaluation on labelled clips (AP, ROC-AUC, PR-AUC, F1).
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
 //! - [`format`]: label slugs, RFC 3339 stamps, rounding, top scores as written.
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod embed;
 pub mod eval;
 pub mod features;
 pub mod format;

@@ -28,6 +28,7 @@ fn main() {
         Command::Run(args) => commands::run(args),
         Command::Classify(args) => commands::classify(args),
         Command::Fbank(args) => commands::fbank(args),
+        Command::Embed(args) => commands::embed(args),
         Command::Levels(args) => commands::levels(args),
         Command::Calibrate(args) => commands::calibrate(args),
         Command::CheckConfig(args) => match args.config.as_ref().or(args.config_flag.as_ref()) {

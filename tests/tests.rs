@@ -7,6 +7,7 @@ mod beats_parity;
 mod capture;
 mod cli;
 mod demo_scene;
+mod embed;
 mod fbank_parity;
 mod kernels;
 mod levels;

@@ -115,12 +115,17 @@ def shorten(model, frames):
 
 
 class Logits(torch.nn.Module):
+    """The classifier's logits and, as the embedding, the pooled tokens it reads
+    (ASTForAudioClassification: the mean of the CLS and distillation tokens after the
+    encoder's layer norm, before the head's own layer norm and linear layer)."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, features):
-        return self.model(input_values=features).logits
+        pooled = self.model.audio_spectrogram_transformer(input_values=features).pooler_output
+        return self.model.classifier(pooled), pooled
 
 
 def main():
@@ -180,6 +185,7 @@ def main():
                            sample_rate=feats["sample_rate"], mel_bins=bins,
                            notice=audioset.ATTRIBUTION if from_table else None,
                            window_frames=frames, output="sigmoid", dynamic_frames=False,
+                           embedding_size=model.config.hidden_size,
                            thresholds=json.loads(args.thresholds.read_text()) if args.thresholds else None)
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ class FromFbank(torch.nn.Module):
         if b.post_extract_proj is not None:
             x = b.post_extract_proj(x)
         x, _ = b.encoder(x, padding_mask=None)
-        return torch.sigmoid(b.predictor(x).mean(dim=1))
+        # the embedding: the encoder's output averaged over time, what the predictor sees
+        return torch.sigmoid(b.predictor(x).mean(dim=1)), x.mean(dim=1)
 
 
 def main():
@@ -132,6 +133,7 @@ def main():
                            normalize={"mean": BEATS_MEAN, "std": BEATS_STD},
                            notice=audioset.ATTRIBUTION if from_table else None,
                            window_frames=args.frames, output="none", dynamic_frames=True,
+                           embedding_size=beats.predictor.in_features,
                            frame_multiple=16)
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ def write_labels(path, labels):
 
 def write_manifest(folder, *, name, description, fbank, normalize, window_frames, output,
                    num_labels, quantized, dynamic_frames, sample_rate=16000, mel_bins=128,
-                   notice=None, frame_multiple=None, thresholds=None):
-    """model.toml: everything the pipeline needs to feed the model (see README)."""
+                   notice=None, frame_multiple=None, thresholds=None, embedding_size=None):
+    """model.toml: everything the pipeline needs to feed the model (see README). With
+    embedding_size, the graph's second output `embedding` is named with its size."""
     multiple = ("# with dynamic_frames: the frames fed are a multiple of this (whole patches).\n"
                 f"frame_multiple = {frame_multiple}\n") if frame_multiple else ""
     padding = ("# normalised = (log_mel - mean) / (std_factor * std). A window shorter than\n"
@@ -32,6 +33,9 @@ def write_manifest(folder, *, name, description, fbank, normalize, window_frames
                if dynamic_frames else
                "# normalised = (log_mel - mean) / (std_factor * std); padding (zeros, at the end, in\n"
                "# log-mel units) happens before normalisation when a window is shorter than window_frames.")
+    embedding = ("# The output `soundsentry embed` and `train-head` read: the representation the\n"
+                 "# classifier sees (AST: the pooled tokens; BEATs: the encoder's mean over time).\n"
+                 f'embedding = "embedding"\nembedding_size = {embedding_size}\n') if embedding_size else ""
     toml = f'''# Model manifest written by the soundsentry export tools.
 name = "{name}"
 description = "{description}"
@@ -46,7 +50,7 @@ dynamic_frames = {str(dynamic_frames).lower()}
 output = "{output}"
 num_labels = {num_labels}
 quantized = {str(quantized).lower()}
-
+{embedding}
 [fbank]
 window = "{fbank['window']}"
 waveform_scale = {fbank['waveform_scale']:.1f}
@@ -70,24 +74,27 @@ std_factor = 2.0
 
 
 def export_onnx(module, example, path, dynamic_frames, opset=17):
-    """Plain TorchScript-based export (the dynamo exporter's Attention op fails in tract)."""
+    """Plain TorchScript-based export (the dynamo exporter's Attention op fails in tract).
+    The module returns (scores, embedding): the graph's outputs `scores` (first, what the
+    daemon scores) and `embedding`, both (1, n)."""
     dyn = {"features": {1: "frames"}} if dynamic_frames else None
     torch.onnx.export(module, (example,), str(path), input_names=["features"],
-                      output_names=["scores"], opset_version=opset, dynamic_axes=dyn,
-                      do_constant_folding=True, dynamo=False)
+                      output_names=["scores", "embedding"], opset_version=opset,
+                      dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
 
 
 def check_parity(module, path, inputs):
-    """Runs onnxruntime and PyTorch on the same inputs; refuses a disagreeing model."""
+    """Runs onnxruntime and PyTorch on the same inputs, both outputs; refuses a disagreeing
+    model. Returns onnxruntime's scores."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     outs = []
     for x in inputs:
         with torch.no_grad():
-            ref = module(torch.from_numpy(x)).numpy()
-        got = sess.run(None, {"features": x})[0]
-        worst = max(worst, float(np.abs(ref - got).max()))
-        outs.append(got)
+            ref = [t.numpy() for t in module(torch.from_numpy(x))]
+        got = sess.run(["scores", "embedding"], {"features": x})
+        worst = max(worst, *(float(np.abs(r - g).max()) for r, g in zip(ref, got)))
+        outs.append(got[0])
     if worst > PARITY:
         Path(path).unlink()
         raise SystemExit(f"{path}: onnxruntime differs from PyTorch by {worst:.2e} > {PARITY}; "
@@ -129,7 +136,7 @@ def int8_description(description, keep_fp32=KEEP_FP32):
 
 def ort_run(path, x):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"features": x})[0]
+    return sess.run(["scores"], {"features": x})[0]
 
 
 def save_fixture(folder, x, y):

@@ -1,7 +1,9 @@
 //! The subcommands' work, behind the thin `main`.
 
+mod embed;
 mod levels;
 
+pub use embed::embed;
 pub use levels::{calibrate, levels};
 
 use std::io::Write;

@@ -11,9 +11,13 @@
 /// Counts at a threshold (a score at or above it is a decision for the label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
+    /// Positives decided for the label.
     pub tp: usize,
+    /// Negatives decided for the label.
     pub fp: usize,
+    /// Positives missed.
     pub fn_: usize,
+    /// Negatives left alone.
     pub tn: usize,
 }
 
@@ -83,8 +87,11 @@ fn steps(truth: &[bool], scores: &[f64]) -> Vec<(f64, usize, usize)> {
 /// (precision 1, recall 0) added; `thresholds` has one value fewer (rising).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrCurve {
+    /// Precision at each point.
     pub precision: Vec<f64>,
+    /// Recall at each point, falling.
     pub recall: Vec<f64>,
+    /// The score of each point but the last, rising.
     pub thresholds: Vec<f64>,
 }
 
@@ -135,8 +142,11 @@ pub fn pr_auc(truth: &[bool], scores: &[f64]) -> Option<f64> {
 /// true-positive rates from (0, 0) up, thresholds falling (the first one infinite).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RocCurve {
+    /// False-positive rate at each point, rising.
     pub fpr: Vec<f64>,
+    /// True-positive rate at each point, rising.
     pub tpr: Vec<f64>,
+    /// The score of each point, falling (the first infinite).
     pub thresholds: Vec<f64>,
 }
 
@@ -206,13 +216,13 @@ mod tests {
         // one positive and one negative tied at 0.4: ROC-AUC counts the pair as half
         let y = [false, true, true, false];
         let s = [0.1, 0.4, 0.4, 0.8];
-        let c = pr_curve(&y, &s).unwrap();
+        let c = pr_curve(&y, &s).expect("a curve");
         assert_eq!(c.thresholds, vec![0.1, 0.4, 0.8]);
         assert_eq!(c.precision, vec![0.5, 2.0 / 3.0, 0.0, 1.0]);
         assert_eq!(c.recall, vec![1.0, 1.0, 0.0, 0.0]);
-        assert!((average_precision(&y, &s).unwrap() - 2.0 / 3.0).abs() < 1e-12);
-        assert!((pr_auc(&y, &s).unwrap() - 1.0 / 3.0).abs() < 1e-12);
-        assert!((roc_auc(&y, &s).unwrap() - 0.5).abs() < 1e-12);
+        assert!((average_precision(&y, &s).expect("defined") - 2.0 / 3.0).abs() < 1e-12);
+        assert!((pr_auc(&y, &s).expect("defined") - 1.0 / 3.0).abs() < 1e-12);
+        assert!((roc_auc(&y, &s).expect("defined") - 0.5).abs() < 1e-12);
     }
 
     #[test]
@@ -234,7 +244,7 @@ mod tests {
         let c = counts_at(&y, &s, 0.5);
         assert_eq!((c.tp, c.fp, c.fn_, c.tn), (2, 1, 1, 1));
         assert!((c.f1() - 4.0 / 6.0).abs() < 1e-12);
-        let (t, best) = best_f1(&y, &s).unwrap();
+        let (t, best) = best_f1(&y, &s).expect("positives");
         // at 0.1 every clip is a decision: P 3/5, R 1, F1 0.75 beats 0.7's 2/3 and 0.9's 0.5
         assert_eq!(t, 0.1);
         assert!((best.f1() - 0.75).abs() < 1e-12);

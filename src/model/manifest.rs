@@ -103,6 +103,14 @@ pub struct Manifest {
     /// Whether the ONNX file is quantised.
     #[serde(default)]
     pub quantized: bool,
+    /// The graph output holding the model's embedding (the representation its classifier
+    /// reads), by name; the scores are the first output. Absent in folders exported before
+    /// embeddings were (`soundsentry embed` then says how to re-export).
+    #[serde(default)]
+    pub embedding: Option<String>,
+    /// The embedding's length, checked against the graph at load.
+    #[serde(default)]
+    pub embedding_size: Option<usize>,
     /// Fbank parameters.
     pub fbank: FbankSpec,
     /// Normalisation.
@@ -140,6 +148,15 @@ impl Manifest {
         }
         if m.fbank.mel_bins == 0 {
             problems.push("fbank.mel_bins must be > 0".to_owned());
+        }
+        match (&m.embedding, m.embedding_size) {
+            (Some(name), Some(n)) if !name.is_empty() && n > 0 => {}
+            (None, None) => {}
+            (Some(_), Some(0)) => problems.push("embedding_size must be > 0".to_owned()),
+            (Some(name), Some(_)) if name.is_empty() => {
+                problems.push("embedding must name a graph output".to_owned())
+            }
+            _ => problems.push("embedding and embedding_size go together".to_owned()),
         }
         for (label, t) in &m.thresholds {
             if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
@@ -208,6 +225,41 @@ mod tests {
              [normalize]\nmean = 0.0\nstd = 0.5\n"
         );
         toml::from_str(&text).expect("manifest")
+    }
+
+    #[test]
+    fn an_embedding_needs_its_size() {
+        let dir = std::env::temp_dir().join(format!("soundsentry-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test setup");
+        let base = "name = \"m\"\nonnx = \"m.onnx\"\nlabels = \"l.csv\"\ninput = \"fbank\"\n\
+             sample_rate = 16000\nwindow_frames = 128\noutput = \"sigmoid\"\n";
+        let tail = "[fbank]\nwindow = \"hanning\"\nwaveform_scale = 1.0\nmel_bins = 128\n\
+             [normalize]\nmean = 0.0\nstd = 0.5\n";
+        let load = |extra: &str| {
+            let path = dir.join("model.toml");
+            std::fs::write(&path, format!("{base}{extra}{tail}")).expect("test setup");
+            super::Manifest::load(&path)
+        };
+        let m = load("embedding = \"embedding\"\nembedding_size = 192\n").expect("valid");
+        assert_eq!(m.embedding.as_deref(), Some("embedding"));
+        assert_eq!(m.embedding_size, Some(192));
+        assert_eq!(load("").expect("valid").embedding, None);
+        for (extra, want) in [
+            ("embedding = \"embedding\"\n", "go together"),
+            ("embedding_size = 8\n", "go together"),
+            (
+                "embedding = \"e\"\nembedding_size = 0\n",
+                "embedding_size must be > 0",
+            ),
+            (
+                "embedding = \"\"\nembedding_size = 8\n",
+                "must name a graph output",
+            ),
+        ] {
+            let err = load(extra).expect_err("refused").to_string();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).expect("test setup");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use manifest::{Activation, Manifest, Normalize};
 pub use ops::{
     fold_shape_arithmetic, fuse_attention, fuse_layer_norms, fuse_scaled_casts, Attention,
 };
-pub use runtime::{declutter, rewrite_for_cpu, Device, Rewrites, Runtime};
+pub use runtime::{declutter, rewrite_for_cpu, Device, GraphSpec, Rewrites, Runtime};
 
 /// A loaded, optimised, runnable model with everything needed to feed it.
 pub struct Model {
@@ -58,15 +58,13 @@ impl Model {
         }
         let onnx = dir.join(&manifest.onnx);
         let load_phase = crate::memory::LoadPhase::start();
-        let runtime = Runtime::load(
-            &onnx,
-            manifest.window_frames,
-            manifest.fbank.mel_bins,
-            manifest.dynamic_frames,
-            cfg.threads.get(),
-            cfg.device,
-            cfg.attention,
-        )?;
+        let spec = GraphSpec {
+            frames: manifest.window_frames,
+            bins: manifest.fbank.mel_bins,
+            dynamic: manifest.dynamic_frames,
+            embedding: manifest.embedding.clone().zip(manifest.embedding_size),
+        };
+        let runtime = Runtime::load(&onnx, spec, cfg.threads.get(), cfg.device, cfg.attention)?;
         if runtime.num_outputs() != labels.len() {
             return Err(ModelError::Labels {
                 path: labels_path,
@@ -108,6 +106,24 @@ impl Model {
             out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
         }
         Ok(out)
+    }
+
+    /// Scores a prepared window and returns its embedding too (one inference call), or
+    /// `None` for the embedding when the model folder has none.
+    pub fn score_and_embed(
+        &self,
+        input: &[f32],
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
+        let (mut out, embedding) = self.runtime.run_both(input)?;
+        if self.manifest.output == Activation::Sigmoid {
+            out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
+        }
+        Ok((out, embedding))
+    }
+
+    /// Whether the model folder names an embedding output (`model.toml` `embedding`).
+    pub fn has_embedding(&self) -> bool {
+        self.runtime.has_embedding()
     }
 
     /// Runs the ONNX graph on a prepared window and returns its raw outputs.

@@ -48,6 +48,8 @@ impl std::fmt::Display for Device {
 struct Plan {
     state: Box<dyn State>,
     outputs: usize,
+    /// The graph output holding the embedding, by index, when the manifest names one.
+    embedding: Option<usize>,
     device: Device,
     bf16_attention: bool,
 }
@@ -63,27 +65,47 @@ pub struct Runtime {
     bins: usize,
     dynamic: bool,
     outputs: usize,
+    embedding: Option<(String, usize)>,
+    embedding_output: Option<usize>,
     executor: Executor,
     device: Device,
     requested: (Device, Attention),
     bf16_attention: bool,
 }
 
+/// What the manifest says of the graph: its window and its outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSpec {
+    /// Frames of a full window.
+    pub frames: usize,
+    /// Mel bins a frame.
+    pub bins: usize,
+    /// Whether shorter windows run too (`dynamic_frames`).
+    pub dynamic: bool,
+    /// The embedding output's name and length, when the manifest names one.
+    pub embedding: Option<(String, usize)>,
+}
+
 impl Runtime {
     /// Loads the ONNX file, fixes the input to (1, frames, bins), optimises, and checks that
-    /// the output is one score vector. tract's reason is kept in the error. With `threads`
-    /// above 1, tract's matrix products run on a pool of that many threads. With `dynamic`,
-    /// windows of fewer frames are run too, each length on a plan optimised for it.
+    /// the output is one score vector (and the embedding output, when named, one vector of
+    /// its length). tract's reason is kept in the error. With `threads` above 1, tract's
+    /// matrix products run on a pool of that many threads. With `dynamic`, windows of fewer
+    /// frames are run too, each length on a plan optimised for it.
     pub fn load(
         path: &Path,
-        frames: usize,
-        bins: usize,
-        dynamic: bool,
+        spec: GraphSpec,
         threads: usize,
         device: Device,
         attention: Attention,
     ) -> Result<Self, ModelError> {
-        let plan = build_plan(path, frames, bins, device, attention)?;
+        let GraphSpec {
+            frames,
+            bins,
+            dynamic,
+            embedding,
+        } = spec;
+        let plan = build_plan(path, frames, bins, device, attention, embedding.as_ref())?;
         let executor = if threads > 1 {
             Executor::multithread_with_name(threads, "soundsentry-mm")
         } else {
@@ -97,6 +119,8 @@ impl Runtime {
             bins,
             dynamic,
             outputs: plan.outputs,
+            embedding_output: plan.embedding,
+            embedding,
             executor,
             device: plan.device,
             requested: (device, attention),
@@ -123,9 +147,20 @@ impl Runtime {
         self.outputs
     }
 
+    /// Whether the graph has the manifest's embedding output.
+    pub fn has_embedding(&self) -> bool {
+        self.embedding_output.is_some()
+    }
+
     /// Runs one prepared window (`frames × bins` values: the full window, or for a dynamic
     /// model any whole number of frames up to it) and returns the raw outputs.
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        Ok(self.run_both(input)?.0)
+    }
+
+    /// Runs one prepared window and returns the raw scores and, when the manifest names
+    /// one, the embedding: one inference call for both.
+    pub fn run_both(&self, input: &[f32]) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
         let fail = |e: anyhow::Error| ModelError::Inference(format!("{e:#}"));
         let frames = input.len() / self.bins;
         let fits = input.len().is_multiple_of(self.bins)
@@ -165,8 +200,9 @@ impl Runtime {
                 *short = None; // one plan at a time beside the full window's
                 let started = std::time::Instant::now();
                 let (device, attention) = self.requested;
-                let plan =
-                    build_plan(&self.path, frames, self.bins, device, attention).map_err(|e| {
+                let embedding = self.embedding.as_ref();
+                let plan = build_plan(&self.path, frames, self.bins, device, attention, embedding)
+                    .map_err(|e| {
                         ModelError::Inference(format!("a window of {frames} frames: {e}"))
                     })?;
                 tracing::debug!(
@@ -179,8 +215,12 @@ impl Runtime {
             let (_, state) = short.as_mut().expect("just built");
             run(state)?
         };
-        let view = out[0].to_plain_array_view::<f32>().map_err(fail)?;
-        Ok(view.iter().copied().collect())
+        let vector = |ix: usize| -> Result<Vec<f32>, ModelError> {
+            let view = out[ix].to_plain_array_view::<f32>().map_err(fail)?;
+            Ok(view.iter().copied().collect())
+        };
+        let embedding = self.embedding_output.map(vector).transpose()?;
+        Ok((vector(0)?, embedding))
     }
 }
 
@@ -191,6 +231,7 @@ fn build_plan(
     bins: usize,
     device: Device,
     attention: Attention,
+    embedding: Option<&(String, usize)>,
 ) -> Result<Plan, ModelError> {
     let err = |stage: &str, e: anyhow::Error| ModelError::Onnx {
         path: path.to_owned(),
@@ -211,6 +252,15 @@ fn build_plan(
     // leave the resident set (memory::release_code_pages), or the load's peak would
     // hold all of them on top of its largest buffers.
     crate::memory::release_code_pages();
+    let embedding_output = match embedding {
+        None => None,
+        Some((name, _)) => Some(output_named(&model, name).ok_or_else(|| ModelError::Onnx {
+            path: path.to_owned(),
+            msg: format!(
+                "model.toml names the embedding output {name:?}, which the graph does not have"
+            ),
+        })?),
+    };
     let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
     if let Some(shape) = declared.shape.concretize() {
         let want = [1, frames, bins];
@@ -250,6 +300,22 @@ fn build_plan(
             })
         }
     };
+    if let (Some(ix), Some((name, size))) = (embedding_output, embedding) {
+        let shape = model
+            .output_fact(ix)
+            .map_err(|e| err("no embedding output", e))?
+            .shape
+            .as_concrete()
+            .map(|s| s.to_vec());
+        if shape.as_deref() != Some(&[1, *size]) {
+            return Err(ModelError::Onnx {
+                path: path.to_owned(),
+                msg: format!(
+                    "embedding output {name:?} has shape {shape:?}, model.toml says (1, {size})"
+                ),
+            });
+        }
+    }
     let (plan, device, bf16_attention) = prepare(model, device, attention)
         .map_err(|e| err("optimising for the manifest's input shape", e))?;
     let state = plan
@@ -258,9 +324,18 @@ fn build_plan(
     Ok(Plan {
         state,
         outputs,
+        embedding: embedding_output,
         device,
         bf16_attention,
     })
+}
+
+/// The index of the graph output named `name` (its ONNX name).
+fn output_named(model: &InferenceModel, name: &str) -> Option<usize> {
+    let outlets = model.output_outlets().ok()?;
+    outlets
+        .iter()
+        .position(|&o| model.outlet_label(o) == Some(name))
 }
 
 /// Declutters a typed model as a load does: constant shape arithmetic folded first
