@@ -18,7 +18,7 @@ EXTRA = [("Music", "/m/04rlf"), ("Animal", "/m/0jbk"), ("Bird", "/m/015p6"), ("W
 CLASSES = synth.CLASSES + EXTRA
 NAMES = [n for n, _ in CLASSES]
 # Share of a scene's sounds that are real recordings without any of the labels.
-DISTRACTOR = 0.25
+DISTRACTOR = 0.35
 # Of the distractors, the share that are synthesised tonal sounds (synth.other_tones).
 TONES = 0.3
 

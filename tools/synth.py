@@ -295,11 +295,18 @@ def speech(rng, n, pool):
 def other_tones(rng, n):
     """Tonal sounds that are none of the labels, for training only (unlabelled distractors):
     a phone's dual-tone ring, a chime or doorbell's decaying partials, a short melody (ring
-    tones, music boxes, jingles) or keypad blips. Unlike reversing beeps (one steady tone
-    gated at about 1 Hz) or a smoke alarm (about 3 kHz in the T3 pattern) their pitch moves,
-    their notes decay, or two tones sound at once."""
+    tones, music boxes, jingles), keypad blips or a telephone's low call-progress tone. Unlike
+    reversing beeps (one steady tone of 0.9-1.6 kHz gated at about 1 Hz) or a smoke alarm
+    (about 3 kHz in the T3 pattern) their pitch moves, their notes decay, two tones sound at
+    once, or (call-progress tones) the one tone lies below 700 Hz."""
     t = t_axis(n)
-    kind = rng.integers(4)
+    kind = rng.integers(5)
+    if kind == 4:  # a telephone's call-progress tone: one low tone (ITU-T E.180: 400-480 Hz)
+        f = rng.uniform(340, 660)
+        on = rng.uniform(0.2, 1.5)
+        period = on + rng.uniform(0.2, 4.0)
+        gate = ((t + rng.uniform(0, period)) % period) < on
+        return norm(np.sin(2 * np.pi * f * t) * fft_filter(gate.astype(float), hi=150))
     if kind == 0:  # ring: two tones together, cadenced
         f1 = rng.uniform(350, 950)
         f2 = f1 * rng.uniform(1.05, 1.35)

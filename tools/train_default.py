@@ -230,7 +230,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--hidden", type=int, default=192)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--mlp", type=int, default=768)
     p.add_argument("--stride", type=int, default=12, help="patch stride in time and frequency")
