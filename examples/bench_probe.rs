@@ -297,11 +297,21 @@ fn kernel(args: &[String]) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no kernel {name} runs on this machine"))?;
     let int = mmm.internal_type() == i32::datum_type();
     let val = |i: usize, p: usize, q: usize| ((i * p % q) as f32 - (q / 2) as f32) / q as f32;
+    // Integer operands in -127..=127; BENCH_I8=a, b or ab puts -128 in that operand (the
+    // AVX2 kernel's loop depends on which operand holds -128: vendor/README.md).
+    let with_min = std::env::var("BENCH_I8").unwrap_or_default();
     let (av, bv): (Vec<f32>, Vec<f32>) = if int {
-        let v = |i: usize, p: usize| ((i * p) % 255) as f32 - 127.0;
+        let v = |i: usize, p: usize, op: char| {
+            let x = ((i * p) % 255) as f32 - 127.0;
+            if x == -127.0 && with_min.contains(op) {
+                -128.0
+            } else {
+                x
+            }
+        };
         (
-            (0..m * k).map(|i| v(i, 7919)).collect(),
-            (0..k * n).map(|i| v(i, 104_729)).collect(),
+            (0..m * k).map(|i| v(i, 7919, 'a')).collect(),
+            (0..k * n).map(|i| v(i, 104_729, 'b')).collect(),
         )
     } else {
         (

@@ -9,6 +9,7 @@ mod cli;
 mod demo_scene;
 mod embed;
 mod fbank_parity;
+mod int8_kernel;
 mod kernels;
 mod levels;
 mod metrics;
