@@ -172,26 +172,26 @@ pub fn isa() -> String {
 }
 
 /// Why an int8 model is likely slower than its fp32 original here, if it is: on x86-64 int8
-/// pays only with a dot-product kernel (AVX-512 VNNI, AVX-VNNI or AMX); with AVX2's kernel
-/// int8 ran no faster than fp32 (a full-width AST 1.0-1.15x fp32's time, the default model
-/// 1.1-1.3x; BENCHMARKS.md, forced paths).
+/// pays with a dot-product kernel (AVX-512 VNNI, AVX-VNNI or AMX) and with the AVX2 kernel
+/// (full-size AST and BEATs int8 0.80-0.82x fp32's time, the default model about fp32's;
+/// BENCHMARKS.md); with neither, on the generic kernels, int8 ran 1.2-1.8x fp32's time.
 /// Not measured on arm64, so never said there.
 pub fn int8_warning() -> Option<String> {
     if !cfg!(target_arch = "x86_64") {
         return None;
     }
     let set = native();
-    let dot = [
+    let fast = [
         Isa::X86_64Avx512Vnni,
         Isa::X86_64AvxVnni,
         Isa::X86_64AmxInt8,
     ];
-    if dot.iter().any(|&i| set.has(i)) {
+    if fast.iter().any(|&i| set.has(i)) || avx2_fma() {
         return None;
     }
     Some(format!(
-        "this model is int8, but the kernels here ({}) have no int8 dot product \
-         (VNNI or AMX): int8 ran 1.0-1.3x fp32's time with AVX2 kernels \
+        "this model is int8, but the kernels here ({}) have neither an int8 dot product \
+         (VNNI or AMX) nor AVX2: int8 ran 1.2-1.8x fp32's time on such kernels \
          (BENCHMARKS.md); the fp32 model is likely faster on this CPU",
         isa()
     ))
