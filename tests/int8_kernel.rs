@@ -3,7 +3,8 @@
 //! signed by B) and both holding -128 (16-bit pairs); vendor/README.md says why the loop
 //! depends on -128. The operands sit at the extremes where a 16-bit pair sum would saturate.
 
-use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul};
+use crate::vendored_tract::packed_product;
+use tract_linalg::mmm::MatMatMul;
 use tract_onnx::prelude::*;
 
 /// One operand's value at a flat index.
@@ -110,25 +111,7 @@ fn product(mmm: &dyn MatMatMul, m: usize, k: usize, n: usize, av: &[i8], bv: &[i
     let ap = pa.prepare_one(&a, 1, 0).expect("pack a");
     let bp = pb.prepare_one(&b, 0, 1).expect("pack b");
     let c = Tensor::zero::<i32>(&[m, n]).expect("c");
-    #[allow(unsafe_code)]
-    // SAFETY: A is m × k and B k × n, packed by the kernel's own i8 formats (packing 1); C is
-    // the m × n i32 tensor the store wraps, alive for the call.
-    unsafe {
-        let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
-        mmm.run(
-            m,
-            n,
-            &[
-                FusedSpec::AddMatMul {
-                    a: AsInputValue::Borrowed(&*ap),
-                    b: AsInputValue::Borrowed(&*bp),
-                    packing: 1,
-                },
-                FusedSpec::Store(store),
-            ],
-        )
-        .expect("product runs");
-    }
+    packed_product(mmm, 1, &*ap, &*bp, &c).expect("product runs");
     c.to_plain_array_view::<i32>()
         .expect("i32")
         .iter()

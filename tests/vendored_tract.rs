@@ -141,7 +141,6 @@ fn integer_products_are_exact() {
 /// multiply-add after another along k, on one thread and two, border tiles included.
 #[test]
 fn long_f32_products_add_k_in_order() {
-    use tract_linalg::mmm::{AsInputValue, FusedSpec};
     use tract_onnx::prelude::*;
     // tract-linalg splits k except on AMD CPUs (where whole products measured faster): on any
     // x86_64 machine this test also runs once with the Intel cohort forced, in a child process,
@@ -177,27 +176,7 @@ fn long_f32_products_add_k_in_order() {
         let bp = pb.prepare_one(&b, 0, 1).expect("pack b");
         for threads in [1, 2] {
             let c = Tensor::zero::<f32>(&[m, n]).expect("c");
-            on_threads(threads, || {
-                #[allow(unsafe_code)]
-                // SAFETY: A is m × k and B k × n, packed by the kernel's own formats; C is the
-                // m × n f32 tensor the store wraps, alive for the call.
-                unsafe {
-                    let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
-                    mmm.run(
-                        m,
-                        n,
-                        &[
-                            FusedSpec::AddMatMul {
-                                a: AsInputValue::Borrowed(&*ap),
-                                b: AsInputValue::Borrowed(&*bp),
-                                packing: 0,
-                            },
-                            FusedSpec::Store(store),
-                        ],
-                    )
-                }
-            })
-            .expect("product runs");
+            on_threads(threads, || packed_product(&*mmm, 0, &*ap, &*bp, &c)).expect("product runs");
             let got = c.to_plain_array_view::<f32>().expect("f32");
             for i in 0..m {
                 for j in 0..n {
@@ -410,6 +389,39 @@ fn fma_dot(a: &[f32], b: &[f32], k: usize, n: usize, i: usize, j: usize) -> f32 
 }
 
 /// Runs `f` with tract's executor on `threads` threads (1: the default, single-threaded).
+/// C = A · B on `mmm` alone (no other fused op), A and B packed by its operand packing
+/// `packing`, C an m × n tensor of the kernel's sum type (m on axis 0).
+pub(crate) fn packed_product(
+    mmm: &dyn tract_linalg::mmm::MatMatMul,
+    packing: usize,
+    a: &dyn tract_linalg::mmm::MMMInputValue,
+    b: &dyn tract_linalg::mmm::MMMInputValue,
+    c: &tract_onnx::prelude::Tensor,
+) -> tract_onnx::prelude::TractResult<()> {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec};
+    let (m, n) = (c.shape()[0], c.shape()[1]);
+    tract_onnx::tract_core::internal::ensure!(a.mn() == m && b.mn() == n, "A, B and C do not fit");
+    #[allow(unsafe_code)]
+    // SAFETY: A (m × k) and B (k × n) are packed by the kernel's own formats of `packing`, as
+    // the check above and the callers' packing make sure; C is the m × n tensor of the
+    // kernel's sum type that the store wraps, alive for the call.
+    unsafe {
+        let store = mmm.c_view(Some(0), Some(1)).wrap(&c.view());
+        mmm.run(
+            m,
+            n,
+            &[
+                FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(a),
+                    b: AsInputValue::Borrowed(b),
+                    packing,
+                },
+                FusedSpec::Store(store),
+            ],
+        )
+    }
+}
+
 fn on_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
     if threads == 1 {
