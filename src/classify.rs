@@ -11,15 +11,8 @@ use crate::analysis::LogMel;
 use crate::audio::AudioFile;
 use crate::model::{prepare_window, Manifest, Model};
 
-/// How chunk scores are combined into file scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregate {
-    /// Mean over chunks: how present a sound is over the file.
-    Mean,
-    /// Max over chunks: whether a sound occurs anywhere.
-    Max,
-}
+pub use crate::aggregate::Aggregate;
+use crate::aggregate::Aggregator;
 
 /// What streaming a file gave.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +116,17 @@ pub struct FileScores {
     pub scores: Vec<f32>,
 }
 
-/// Scores a file in model-window chunks as they fill and aggregates them.
+/// Each label's window threshold: its own (model.toml `[thresholds]`), else `on`.
+pub fn window_thresholds(model: &Model, on: f32) -> Vec<f32> {
+    model
+        .labels
+        .iter()
+        .map(|l| l.threshold.unwrap_or(on))
+        .collect()
+}
+
+/// Scores a file in model-window chunks as they fill and aggregates them (`vote` counts a
+/// window for a label at the label's own threshold, else 0.5).
 pub fn classify_file(
     model: &Model,
     path: &Path,
@@ -141,25 +144,14 @@ pub fn classify_file_windows(
     progress: &mut dyn FnMut(f64),
     each: &mut dyn FnMut(&[f32]),
 ) -> anyhow::Result<FileScores> {
-    let mut acc = vec![0.0f32; model.labels.len()];
-    if aggregate == Aggregate::Max {
-        acc.fill(f32::NEG_INFINITY);
-    }
+    let mut acc = Aggregator::new(window_thresholds(model, 0.5));
     let streamed = stream_windows(&model.manifest, path, progress, &mut |input| {
         let s = model.score_prepared(&input)?;
         each(&s);
-        for (a, x) in acc.iter_mut().zip(&s) {
-            *a = match aggregate {
-                Aggregate::Mean => *a + x,
-                Aggregate::Max => a.max(*x),
-            };
-        }
+        acc.push(&s);
         Ok(())
     })?;
-    if aggregate == Aggregate::Mean {
-        let n = streamed.windows as f32;
-        acc.iter_mut().for_each(|a| *a /= n);
-    }
+    let acc = acc.scores(aggregate);
     Ok(FileScores {
         duration_s: streamed.duration_s,
         windows: streamed.windows,

@@ -31,6 +31,12 @@ pub enum Command {
     /// Write the model's embeddings of audio files or folders: one vector per window and one
     /// per file (the mean over its windows), as .npy (float32) with CSV indexes.
     Embed(EmbedArgs),
+    /// Train a classifier head on a model's embeddings of your labelled clips, and write a new
+    /// model folder with your labels (and per-label thresholds chosen by cross-validation).
+    TrainHead(TrainHeadArgs),
+    /// Evaluate a model on labelled clips: AP, ROC-AUC, PR-AUC, F1, mAP, with plots (JSON,
+    /// HTML and PNG), for four ways of combining a file's windows.
+    Eval(EvalArgs),
     /// Print the sound levels of a recording: one JSON line per interval (LAeq, LCeq, LZeq,
     /// LAFmax, LAFmin, LASmax, LA10, LA90), as `run` reports them.
     Levels(LevelsArgs),
@@ -114,6 +120,79 @@ pub struct EmbedArgs {
     /// F.files.npy one row per file (the mean of its windows), F.files.csv their index.
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Threads for the model's matrix products.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+}
+
+/// The arguments of `soundsentry train-head`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainHeadArgs {
+    /// Labelled clips: a CSV with columns `file,labels` (paths relative to the CSV, labels
+    /// separated by `;`, empty for a background clip), or a folder with one folder per label
+    /// and an optional `background/`.
+    #[arg(long, short)]
+    pub data: PathBuf,
+    /// The base model folder (with an embedding output).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// The new model folder (must not exist, unless --force).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// The new model's name; default: the out folder's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep the base model's labels (and thresholds) before the new ones.
+    #[arg(long)]
+    pub keep_base_labels: bool,
+    /// Units of a hidden layer (ReLU) between the embedding and the outputs; 0: none
+    /// (logistic regression per label).
+    #[arg(long, default_value_t = 0)]
+    pub hidden: usize,
+    /// L2 penalty on the weights.
+    #[arg(long, default_value_t = 0.01)]
+    pub l2: f32,
+    /// Full-batch training steps.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: u32,
+    /// Folds of the cross-validation whose figures are printed and whose out-of-fold scores
+    /// choose the thresholds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub folds: u32,
+    /// Choose each threshold as the lowest reaching this precision (0..1) in the
+    /// cross-validation, instead of the best F1.
+    #[arg(long)]
+    pub target_precision: Option<f64>,
+    /// Replace the out folder if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Threads for the model's matrix products.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+}
+
+/// The arguments of `soundsentry eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Labelled clips, as for `train-head` (a CSV or a folder of label folders). The labels
+    /// must be the model's.
+    #[arg(long, short)]
+    pub data: PathBuf,
+    /// Model folder.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Report folder: report.json, index.html and the PNG plots.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// The aggregation whose figures the plots and --suggest-detect use.
+    #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
+    pub aggregate: Aggregate,
+    /// Decision threshold for labels without one of their own (model.toml [thresholds]).
+    #[arg(long, default_value_t = 0.5)]
+    pub on: f64,
+    /// Print a `[detect]` snippet with the best-F1 thresholds found here.
+    #[arg(long)]
+    pub suggest_detect: bool,
     /// Threads for the model's matrix products.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,

@@ -7,17 +7,20 @@
 //! `model::ops`) → [`detect`] (scores → events) → [`mqtt`] and stdout; beside it, [`levels`]
 //! (sound levels and limits). [`pipeline`] runs them on threads.
 //!
+//! - [`aggregate`]: a file's window scores as one score per label (mean, max, vote, weighted).
 //! - [`analysis`]: one stream's chain from samples to prepared model windows.
 //! - [`audio`]: decoding WAV/FLAC/Ogg, downmixing and resampling.
 //! - [`capture`]: microphone capture through cpal (ALSA), with reconnection.
 //! - [`classify`]: offline classification of files (the `classify` command).
 //! - [`cli`]: the command line's subcommands and arguments.
+//! - [`clips`]: labelled clips (a CSV or label folders) and their cached embeddings.
 //! - [`commands`]: each subcommand's work, behind the thin `main`.
 //! - [`config`]: raw TOML → validated domain types, every error at once.
 //! - [`detect`]: per-label hysteresis and hold, start/update/end events.
 //! - [`embed`]: a model's embeddings of audio files (the `embed` command).
 //! - [`eval`]: evaluation on labelled clips (AP, ROC-AUC, PR-AUC, F1).
 //! - [`features`]: incremental Kaldi fbank, equal to torchaudio's.
+//! - [`head`]: a classifier trained on a model's embedding (the `train-head` command).
 //! - [`format`]: label slugs, RFC 3339 stamps, rounding, top scores as written.
 //! - [`levels`]: A/C/Z and F/S weighting, Leq and percentiles, limits and their events.
 //! - [`memory`]: keeps the resident set near the model's size.
@@ -31,11 +34,13 @@
 //! - [`stats`]: the daemon's counters (windows, events, inference times, source health).
 //! - [`window`]: the rolling window over fbank frames.
 
+pub mod aggregate;
 pub mod analysis;
 pub mod audio;
 pub mod capture;
 pub mod classify;
 pub mod cli;
+pub mod clips;
 pub mod commands;
 pub mod config;
 pub mod detect;
@@ -43,6 +48,7 @@ pub mod embed;
 pub mod eval;
 pub mod features;
 pub mod format;
+pub mod head;
 pub mod levels;
 pub mod memory;
 pub mod model;

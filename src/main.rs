@@ -29,6 +29,8 @@ fn main() {
         Command::Classify(args) => commands::classify(args),
         Command::Fbank(args) => commands::fbank(args),
         Command::Embed(args) => commands::embed(args),
+        Command::TrainHead(args) => commands::train_head(args),
+        Command::Eval(args) => commands::eval(args),
         Command::Levels(args) => commands::levels(args),
         Command::Calibrate(args) => commands::calibrate(args),
         Command::CheckConfig(args) => match args.config.as_ref().or(args.config_flag.as_ref()) {

@@ -1,4 +1,5 @@
-//! A small deterministic noise generator (a 64-bit LCG) for the tests, benches and probes.
+//! A small deterministic noise generator (a 64-bit LCG) for the tests, benches and probes,
+//! and the initial weights of a trained head.
 //!
 //! Repeatable by seed and fast; not for anything where randomness matters.
 

@@ -1,4 +1,5 @@
-//! Writes a float32 `.npy` file row by row, its shape written when the last row is in.
+//! Writes a float32 `.npy` file row by row, its shape written when the last row is in, and
+//! reads one back.
 
 use std::io::{Seek, SeekFrom, Write};
 
@@ -69,6 +70,53 @@ impl<W: Write + Seek> NpyWriter<W> {
     }
 }
 
+/// Reads a little-endian float32, C-order `.npy` file (format 1 or 2): its shape and values.
+pub fn read_f32(path: &std::path::Path) -> std::io::Result<(Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path)?;
+    let bad = |why: &str| std::io::Error::other(format!("{}: {why}", path.display()));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unknown .npy version")),
+    };
+    let header = bytes
+        .get(start..start + len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("bad header"))?;
+    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+        return Err(bad("not little-endian float32 in C order"));
+    }
+    let shape_text = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = shape_text
+        .trim()
+        .trim_start_matches('(')
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| bad("bad shape")))
+        .collect::<Result<_, _>>()?;
+    let data = &bytes[start + len..];
+    let n: usize = shape.iter().product();
+    if data.len() != n * 4 {
+        return Err(bad("the data does not fit the shape"));
+    }
+    let values = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape, values))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +136,19 @@ mod tests {
         assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 3), }"));
         assert!(text.ends_with('\n'));
         assert_eq!(HEADER % 64, 0);
+    }
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.npy");
+        let mut w = NpyWriter::new(std::fs::File::create(&p).expect("create"), &[2]).expect("new");
+        w.rows(&[1.0, -2.5, 3.0, 4.0]).expect("rows");
+        w.finish().expect("finish");
+        let (shape, v) = read_f32(&p).expect("reads");
+        assert_eq!(shape, [2, 2]);
+        assert_eq!(v, [1.0, -2.5, 3.0, 4.0]);
+        std::fs::write(&p, b"nonsense").expect("write");
+        assert!(read_f32(&p).is_err());
     }
 }

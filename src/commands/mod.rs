@@ -1,16 +1,20 @@
 //! The subcommands' work, behind the thin `main`.
 
 mod embed;
+mod eval;
 mod levels;
+mod train_head;
 
 pub use embed::embed;
+pub use eval::eval;
 pub use levels::{calibrate, levels};
+pub use train_head::train_head;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::classify::{classify_file, stream_log_mel, stream_windows, Aggregate};
+use crate::classify::{classify_file, stream_log_mel, stream_windows};
 use crate::cli::{ClassifyArgs, FbankArgs, RunArgs};
 use crate::config::{resolve_watches, Config, ConfigError, Overrides};
 use crate::detect::Watch;
@@ -128,10 +132,7 @@ pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
                 scores.duration_s,
                 scores.windows,
                 if scores.windows == 1 { "" } else { "s" },
-                match aggregate {
-                    Aggregate::Mean => "mean",
-                    Aggregate::Max => "max",
-                }
+                aggregate.name()
             )?;
             for (i, s) in top {
                 writeln!(out, "  {s:.4}  {}", model.labels[i].name)?;

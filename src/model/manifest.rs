@@ -119,6 +119,23 @@ pub struct Manifest {
     /// where it was trained; a label without one uses the configuration's `on`.
     #[serde(default)]
     pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// A head trained on the embedding (`soundsentry train-head`), when the folder has one.
+    #[serde(default)]
+    pub head: Option<HeadSpec>,
+}
+
+/// `[head]`: a classifier on the embedding, run in the same inference call; the folder's
+/// `labels` are then the head's (after the base model's with `keep_base_labels`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    /// The head's weights (`head.json`), relative to the folder.
+    pub file: String,
+    /// The base model's labels CSV: one label per graph output.
+    pub base_labels: String,
+    /// Whether the base model's labels come first among the folder's labels.
+    #[serde(default)]
+    pub keep_base_labels: bool,
 }
 
 impl Manifest {
@@ -157,6 +174,9 @@ impl Manifest {
                 problems.push("embedding must name a graph output".to_owned())
             }
             _ => problems.push("embedding and embedding_size go together".to_owned()),
+        }
+        if m.head.is_some() && m.embedding.is_none() {
+            problems.push("[head] needs the embedding output it reads (embedding)".to_owned());
         }
         for (label, t) in &m.thresholds {
             if !(t.is_finite() && *t > 0.0 && *t < 1.0) {

@@ -17,7 +17,7 @@ pub use input::prepare_window;
 pub use kernels::Kernels;
 pub use labels::Label;
 pub use load::inference_model as read_onnx;
-pub use manifest::{Activation, Manifest, Normalize};
+pub use manifest::{Activation, HeadSpec, Manifest, Normalize};
 pub use ops::{
     fold_shape_arithmetic, fuse_attention, fuse_layer_norms, fuse_scaled_casts, Attention,
 };
@@ -29,6 +29,9 @@ pub struct Model {
     pub manifest: Manifest,
     /// One label per model output, in output order.
     pub labels: Vec<Label>,
+    /// The base model's labels when a head replaces or follows them (`[head]`).
+    pub base_labels: Option<Vec<Label>>,
+    head: Option<crate::head::Head>,
     runtime: Runtime,
 }
 
@@ -45,6 +48,13 @@ impl Model {
         let _ = kernels::chosen();
         let labels_path = dir.join(&manifest.labels);
         let mut labels = labels::load(&labels_path)?;
+        let (base_labels, head) = match &manifest.head {
+            Some(spec) => {
+                let (base, head) = load_head(dir, &manifest, spec, &labels)?;
+                (Some(base), Some(head))
+            }
+            None => (None, None),
+        };
         for (name, t) in &manifest.thresholds {
             match labels.iter_mut().find(|l| &l.name == name) {
                 Some(l) => l.threshold = Some(*t),
@@ -65,12 +75,17 @@ impl Model {
             embedding: manifest.embedding.clone().zip(manifest.embedding_size),
         };
         let runtime = Runtime::load(&onnx, spec, cfg.threads.get(), cfg.device, cfg.attention)?;
-        if runtime.num_outputs() != labels.len() {
+        let graph_labels = base_labels.as_ref().unwrap_or(&labels);
+        if runtime.num_outputs() != graph_labels.len() {
+            let path = match &manifest.head {
+                Some(h) => dir.join(&h.base_labels),
+                None => labels_path,
+            };
             return Err(ModelError::Labels {
-                path: labels_path,
+                path,
                 msg: format!(
                     "{} labels, but the model has {} outputs",
-                    labels.len(),
+                    graph_labels.len(),
                     runtime.num_outputs()
                 ),
             });
@@ -95,12 +110,18 @@ impl Model {
         Ok(Self {
             manifest,
             labels,
+            base_labels,
+            head,
             runtime,
         })
     }
 
-    /// Scores a window already prepared with [`prepare_window`].
+    /// Scores a window already prepared with [`prepare_window`]: one score per label of
+    /// [`Model::labels`] (a head's scores computed from the same call's embedding).
     pub fn score_prepared(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        if self.head.is_some() {
+            return Ok(self.score_and_embed(input)?.0);
+        }
         let mut out = self.runtime.run(input)?;
         if self.manifest.output == Activation::Sigmoid {
             out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
@@ -117,6 +138,27 @@ impl Model {
         let (mut out, embedding) = self.runtime.run_both(input)?;
         if self.manifest.output == Activation::Sigmoid {
             out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
+        }
+        if let Some(head) = &self.head {
+            let e = embedding.as_deref().ok_or_else(|| {
+                ModelError::Inference("the head's embedding output gave nothing".into())
+            })?;
+            if let Some(bad) = e.iter().find(|v| !v.is_finite()) {
+                return Err(ModelError::Inference(format!(
+                    "the embedding holds {bad}; the head cannot score it"
+                )));
+            }
+            let scores = head.scores(e);
+            let keep = self
+                .manifest
+                .head
+                .as_ref()
+                .is_some_and(|h| h.keep_base_labels);
+            out = if keep {
+                out.into_iter().chain(scores).collect()
+            } else {
+                scores
+            };
         }
         Ok((out, embedding))
     }
@@ -142,8 +184,48 @@ impl Model {
         self.runtime.attention()
     }
 
+    /// The head, when the folder has one.
+    pub fn head(&self) -> Option<&crate::head::Head> {
+        self.head.as_ref()
+    }
+
     /// The model's name from its manifest.
     pub fn name(&self) -> &str {
         &self.manifest.name
     }
+}
+
+/// Reads `[head]`'s base labels and weights, and checks them against the folder's labels:
+/// the head's labels, after the base model's with `keep_base_labels`, in that order.
+fn load_head(
+    dir: &std::path::Path,
+    manifest: &Manifest,
+    spec: &HeadSpec,
+    labels: &[Label],
+) -> Result<(Vec<Label>, crate::head::Head), ModelError> {
+    let base = labels::load(&dir.join(&spec.base_labels))?;
+    let path = dir.join(&spec.file);
+    let size = manifest.embedding_size.unwrap_or_default();
+    let head = crate::head::Head::load(&path, size).map_err(|msg| ModelError::Manifest {
+        path: path.clone(),
+        msg,
+    })?;
+    let expected: Vec<&str> = spec
+        .keep_base_labels
+        .then_some(base.iter().map(|l| l.name.as_str()))
+        .into_iter()
+        .flatten()
+        .chain(head.labels.iter().map(String::as_str))
+        .collect();
+    let have: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+    if have != expected {
+        return Err(ModelError::Labels {
+            path: dir.join(&manifest.labels),
+            msg: format!(
+                "labels {have:?} do not match the head's {expected:?} ({} and keep_base_labels = {})",
+                spec.file, spec.keep_base_labels
+            ),
+        });
+    }
+    Ok((base, head))
 }
