@@ -184,8 +184,10 @@ pub struct EvalArgs {
     /// Report folder: report.json, index.html and the PNG plots.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// The aggregation whose figures the plots and --suggest-detect use.
-    #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
+    /// The aggregation whose figures are printed per label and --suggest-detect uses (all
+    /// four are in report.json). Default max: a clip has a sound where one of its windows
+    /// reaches the label's threshold, as `run` decides.
+    #[arg(long, value_enum, default_value_t = Aggregate::Max)]
     pub aggregate: Aggregate,
     /// Decision threshold for labels without one of their own (model.toml [thresholds]).
     #[arg(long, default_value_t = 0.5)]

@@ -18,6 +18,7 @@ mod model_thresholds;
 mod mqtt;
 mod mqtt_outage;
 mod outbox_disk;
+mod own_sounds;
 mod pipeline_run;
 mod signals;
 mod sources;
