@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use super::{counted_bar, fmt_opt as fmt};
 use crate::aggregate::{Aggregate, Aggregator};
 use crate::classify::{stream_windows, window_thresholds};
 use crate::cli::EvalArgs;
@@ -48,11 +49,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .collect();
     let thresholds = window_thresholds(&model, args.on as f32);
 
-    let bar = indicatif::ProgressBar::new(clips.clips.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} clips")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = counted_bar(clips.clips.len(), "scoring", "clips");
     let (mut per_clip, mut failed, mut windows) = (Vec::new(), Vec::new(), 0usize);
     for clip in &clips.clips {
         let mut acc = Aggregator::new(thresholds.clone());
@@ -238,10 +235,6 @@ fn write_report(
         .with_context(|| tmp.display().to_string())?;
     std::fs::rename(&tmp, &path).with_context(|| path.display().to_string())?;
     Ok(())
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"))
 }
 
 fn short(s: &str) -> String {

@@ -191,6 +191,23 @@ fn progress_bar(path: &Path) -> indicatif::ProgressBar {
     bar
 }
 
+/// A bar of `len` steps: `what [=====] pos/len unit msg` (train-head, eval).
+fn counted_bar(len: usize, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A figure with three decimals, or `n/a` where it is undefined.
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"))
+}
+
 /// `soundsentry check-config`.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
     let (cfg, model, watches) = load_all(path, &Overrides::default())?;

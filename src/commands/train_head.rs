@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::{counted_bar as progress, fmt_opt as fmt};
 use crate::cli::TrainHeadArgs;
 use crate::clips::{cache, Clips};
 use crate::eval::metrics;
@@ -154,21 +155,6 @@ pub fn train_head(args: &TrainHeadArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"))
-}
-
-fn progress(len: usize, what: &str, unit: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// What the new folder's README says.
