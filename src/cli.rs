@@ -120,9 +120,33 @@ pub struct EmbedArgs {
     /// F.files.npy one row per file (the mean of its windows), F.files.csv their index.
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Also draw a 2-D map of the files' embeddings into this picture (.png or .svg).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// How the map is made: t-SNE (neighbourhoods kept) or PCA (the two directions of most
+    /// spread; fast, and works for a handful of files).
+    #[arg(long = "map", value_enum, default_value_t = MapMethod::Tsne)]
+    pub map: MapMethod,
+    /// t-SNE's perplexity (about the number of neighbours each point keeps); default 30, or
+    /// the most the number of files allows ((files - 1) / 3).
+    #[arg(long)]
+    pub perplexity: Option<f64>,
+    /// Colour the map by the labels of these clips (a CSV `file,labels` or a folder of label
+    /// folders, as for train-head); clips with several labels are left grey and counted.
+    #[arg(long, value_name = "CSV|DIR")]
+    pub labels: Option<PathBuf>,
     /// Threads for the model's matrix products.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+}
+
+/// How `embed --plot` brings embeddings down to two dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MapMethod {
+    /// t-SNE (Barnes-Hut).
+    Tsne,
+    /// Principal component analysis.
+    Pca,
 }
 
 /// The arguments of `soundsentry train-head`.

@@ -30,6 +30,7 @@
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
 //! - [`npy`]: float32 `.npy` files written row by row.
 //! - [`pipeline`]: the threads and bounded queues of `run`, and their shutdown.
+//! - [`plot`]: charts as PNG or SVG (embedding maps, evaluation curves and bars).
 //! - [`source`]: audio sources (file, command) as streams of mono chunks.
 //! - [`stats`]: the daemon's counters (windows, events, inference times, source health).
 //! - [`window`]: the rolling window over fbank frames.
@@ -57,6 +58,7 @@ pub mod noise;
 pub mod notify;
 pub mod npy;
 pub mod pipeline;
+pub mod plot;
 pub mod source;
 pub mod stats;
 pub mod window;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use soundsentry::noise::Noise;
 
-use crate::util::{bin, json_lines, repo, run_ok, write_wav_f32};
+use crate::util::{bin, json_lines, repo, run_ok, write_wav_f32, Picture};
 
 const RATE: u32 = 16_000;
 const LABEL: &str = "Our doorbell";
@@ -139,6 +139,20 @@ fn issue_28_a_new_sound_is_learned_evaluated_and_detected() {
     )
     .expect("JSON");
     assert_eq!(report["clips"], 80);
+    // the page and its charts: every picture it names decodes, with more than one colour
+    let html = std::fs::read_to_string(report_dir.join("index.html")).expect("index.html");
+    assert!(html.contains(LABEL) && html.contains("macro mAP"), "{html}");
+    for chart in ["roc.png", "pr.png", "labels.png", "scores.png"] {
+        assert!(
+            html.contains(&format!("src=\"{chart}\"")),
+            "{chart} not on the page"
+        );
+        let picture = Picture::read(&report_dir.join(chart));
+        assert!(picture.width >= 320 && picture.colours() > 2, "{chart}");
+    }
+    // the data has one label a clip: a confusion matrix and its heat map
+    assert!(html.contains("src=\"confusion.png\""));
+    Picture::read(&report_dir.join("confusion.png"));
     for aggregate in ["mean", "max", "vote", "weighted"] {
         let l = report_label(&report, aggregate);
         assert_eq!(l["positives"], 40, "{aggregate}");

@@ -147,3 +147,55 @@ impl Drop for TinyDisk {
             .status();
     }
 }
+
+/// A PNG decoded: (width, height, RGB pixels).
+pub struct Picture {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Its pixels, as RGB triples.
+    pub pixels: Vec<[u8; 3]>,
+}
+
+impl Picture {
+    /// Decodes `path` (panics with the path on any error, as a test should).
+    pub fn read(path: &std::path::Path) -> Self {
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder
+            .read_info()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader
+            .next_frame(&mut buf)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let channels = info.color_type.samples();
+        let pixels = buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .map(|p| match channels {
+                1 | 2 => [p[0]; 3],
+                _ => [p[0], p[1], p[2]],
+            })
+            .collect();
+        Self {
+            width: info.width,
+            height: info.height,
+            pixels,
+        }
+    }
+
+    /// How many distinct colours it has.
+    pub fn colours(&self) -> usize {
+        let mut c: Vec<[u8; 3]> = self.pixels.clone();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    }
+
+    /// How many pixels are exactly `rgb`.
+    pub fn count(&self, rgb: [u8; 3]) -> usize {
+        self.pixels.iter().filter(|&&p| p == rgb).count()
+    }
+}

@@ -1,5 +1,6 @@
 //! `soundsentry eval`: a model's figures on labelled clips, each file's windows combined four
-//! ways (mean, max, vote, weighted) side by side, printed and written as report.json.
+//! ways (mean, max, vote, weighted) side by side, printed and written as report.json, an
+//! HTML page and PNG charts.
 
 use std::io::Write;
 
@@ -10,6 +11,7 @@ use crate::aggregate::{Aggregate, Aggregator};
 use crate::classify::{stream_windows, window_thresholds};
 use crate::cli::EvalArgs;
 use crate::clips::Clips;
+use crate::eval::page::Page;
 use crate::eval::report::{figures, Figures};
 use crate::model::{Model, ModelConfig};
 
@@ -157,7 +159,33 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     drop(out);
     if let Some(dir) = &args.out {
         write_report(dir, args, &model, &clips, windows, &all)?;
-        eprintln!("report written to {}", dir.join("report.json").display());
+        let how = Aggregate::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name() == chosen.aggregate)
+            .unwrap_or(args.aggregate);
+        let scores: Vec<Vec<f32>> = per_clip.iter().map(|a| a.scores(how)).collect();
+        let page = Page {
+            model: model.name(),
+            data: &args.data,
+            clips: clips.clips.len(),
+            windows,
+            all: &all,
+            chosen,
+            names: &names,
+            truth: &truth,
+            scores: &scores,
+        };
+        let written = crate::eval::page::write(dir, &page)?;
+        eprintln!(
+            "report written to {} (report.json, {})",
+            dir.display(),
+            written
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }

@@ -2,4 +2,5 @@
 //! the report of the `eval` command.
 
 pub mod metrics;
+pub mod page;
 pub mod report;
