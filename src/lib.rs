@@ -33,6 +33,7 @@
 //! - [`plot`]: charts as PNG or SVG (embedding maps, evaluation curves and bars).
 //! - [`source`]: audio sources (file, command) as streams of mono chunks.
 //! - [`stats`]: the daemon's counters (windows, events, inference times, source health).
+//! - [`web`]: the local web page, JSON API, live stream and Prometheus metrics.
 //! - [`window`]: the rolling window over fbank frames.
 
 pub mod aggregate;
@@ -61,4 +62,5 @@ pub mod pipeline;
 pub mod plot;
 pub mod source;
 pub mod stats;
+pub mod web;
 pub mod window;

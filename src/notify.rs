@@ -6,7 +6,7 @@
 //! and systemd restarts the service (`WatchdogSec=` in the unit).
 
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,19 @@ pub struct Notifier {
     started: Instant,
     /// Milliseconds since start when the inference thread last finished a window.
     inference_beat_ms: AtomicU64,
+    /// Milliseconds since start when the analysis loop last ticked.
+    analysis_tick_ms: AtomicU64,
+    /// Whether no window was waiting for the model at that tick.
+    inference_idle: AtomicBool,
+    /// Set when the run is ending.
+    stopping: AtomicBool,
 }
+
+/// How long the model may go without finishing a waiting window before the health check
+/// says so, when systemd asks for no watchdog (with one: the watchdog's own timeout).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the analysis loop may go without a tick (it ticks at least once a second).
+const ANALYSIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Notifier {
     /// From `$NOTIFY_SOCKET` and `$WATCHDOG_USEC` (both absent outside systemd).
@@ -45,6 +57,9 @@ impl Notifier {
             last_ping: Mutex::new(None),
             started: Instant::now(),
             inference_beat_ms: AtomicU64::new(0),
+            analysis_tick_ms: AtomicU64::new(0),
+            inference_idle: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -68,12 +83,51 @@ impl Notifier {
 
     /// STOPPING=1.
     pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.send("STOPPING=1\nSTATUS=stopping");
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The inference thread is alive: no window waits for it, or it finished one within
+    /// `timeout`.
+    fn inference_alive(&self, now_ms: u64, idle: bool, timeout: Duration) -> bool {
+        let beat = self.inference_beat_ms.load(Ordering::Relaxed);
+        idle || now_ms.saturating_sub(beat) < timeout.as_millis() as u64
+    }
+
+    /// The condition that feeds the watchdog, for a health check: Ok while the analysis loop
+    /// ticks and the inference keeps up; else why not.
+    pub fn liveness(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("stopping".into());
+        }
+        let now_ms = self.now_ms();
+        let tick = self.analysis_tick_ms.load(Ordering::Relaxed);
+        let since = Duration::from_millis(now_ms.saturating_sub(tick));
+        if since > ANALYSIS_TIMEOUT {
+            return Err(format!(
+                "the analysis loop has not run for {:.0} s",
+                since.as_secs_f64()
+            ));
+        }
+        let timeout = self.watchdog_every.map_or(HEALTH_TIMEOUT, |e| 2 * e);
+        let idle = self.inference_idle.load(Ordering::Relaxed);
+        if !self.inference_alive(now_ms, idle, timeout) {
+            let beat = self.inference_beat_ms.load(Ordering::Relaxed);
+            return Err(format!(
+                "the model has not finished a window for {:.0} s (one is waiting)",
+                now_ms.saturating_sub(beat) as f64 / 1000.0
+            ));
+        }
+        Ok(())
     }
 
     /// Called by the inference thread after each window.
     pub fn inference_beat(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
+        let ms = self.now_ms();
         self.inference_beat_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -81,13 +135,13 @@ impl Notifier {
     /// half timeout) when `inference_idle` (no window waiting) or the inference finished a
     /// window within the watchdog timeout.
     pub fn analysis_tick(&self, inference_idle: bool) {
+        let now_ms = self.now_ms();
+        self.analysis_tick_ms.store(now_ms, Ordering::Relaxed);
+        self.inference_idle.store(inference_idle, Ordering::Relaxed);
         let Some(every) = self.watchdog_every else {
             return;
         };
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let beat = self.inference_beat_ms.load(Ordering::Relaxed);
-        let alive = inference_idle || now_ms.saturating_sub(beat) < 2 * every.as_millis() as u64;
-        if !alive {
+        if !self.inference_alive(now_ms, inference_idle, 2 * every) {
             return;
         }
         let mut last = self.last_ping.lock().unwrap_or_else(|p| p.into_inner());

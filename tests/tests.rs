@@ -25,3 +25,4 @@ mod sources;
 mod streaming;
 mod tools;
 mod vendored_tract;
+mod web;

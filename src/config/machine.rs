@@ -1,5 +1,5 @@
 //! The step after validation that reads the machine: the host name (the default sensor id),
-//! the MQTT password file or variable and the TLS files.
+//! the MQTT password file or variable and the TLS files, the web server's token file.
 
 use super::Config;
 use crate::mqtt::config::default_client_id;
@@ -22,6 +22,7 @@ pub(super) fn read(cfg: &mut Config, unread: &Unread, err: &mut impl FnMut(&str,
         }
     }
     crate::mqtt::config::read(&mut cfg.mqtt, &unread.mqtt, err);
+    crate::web::config::read(&mut cfg.http, err);
 }
 
 fn host_name() -> String {

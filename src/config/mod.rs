@@ -59,6 +59,8 @@ pub struct Config {
     pub mqtt: crate::mqtt::MqttSettings,
     /// Sound levels and limits (`[levels]`).
     pub levels: crate::levels::LevelsConfig,
+    /// The web page, JSON API and metrics (`[http]`); on when `listen` is set.
+    pub http: crate::web::HttpSettings,
 }
 
 /// The `[detect]` table, validated; label names are resolved against the model later.

@@ -17,6 +17,7 @@ pub struct Raw {
     pub output: RawOutput,
     pub mqtt: crate::mqtt::config::RawMqtt,
     pub levels: crate::levels::config::RawLevels,
+    pub http: crate::web::config::RawHttp,
 }
 
 #[derive(Debug, Deserialize)]

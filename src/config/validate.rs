@@ -82,6 +82,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     }
     let (mqtt, mqtt_unread) = crate::mqtt::config::validate(&raw.mqtt, &sensor_id, base, &mut err);
     let levels = crate::levels::config::validate(&raw.levels, &mut err);
+    let http = crate::web::config::validate(&raw.http, base, &mut err);
     let cfg = Config {
         sensor_id,
         model,
@@ -100,6 +101,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         },
         mqtt,
         levels,
+        http,
     };
     let unread = Unread {
         host_sensor_id,

@@ -49,6 +49,8 @@ struct Shared {
     ephemeral: Mutex<VecDeque<(String, Vec<u8>)>>,
     connects_total: AtomicU64,
     attempts_total: AtomicU64,
+    /// Whether a connection is up now.
+    connected: AtomicBool,
 }
 
 /// Handle of the MQTT publisher.
@@ -109,6 +111,7 @@ impl Mqtt {
             ephemeral: Mutex::new(VecDeque::new()),
             connects_total: AtomicU64::new(0),
             attempts_total: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
         });
         let job = publisher::Publisher {
             url,
@@ -178,6 +181,11 @@ impl Mqtt {
         self.shared.attempts_total.load(Ordering::Relaxed)
     }
 
+    /// A handle that reads the publisher's state from another thread (the web server).
+    pub fn probe(&self) -> MqttProbe {
+        MqttProbe(Arc::clone(&self.shared))
+    }
+
     /// Stops the publisher: it sends what is queued (up to `mqtt.flush_timeout`), publishes
     /// `offline`, and disconnects. What is not acknowledged stays in the outbox for the next
     /// start.
@@ -193,6 +201,41 @@ impl Mqtt {
                 tracing::error!("the MQTT publisher thread panicked");
             }
         }
+    }
+}
+
+/// The publisher's state, read from another thread.
+#[derive(Clone)]
+pub struct MqttProbe(Arc<Shared>);
+
+impl MqttProbe {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.0.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Messages in the outbox.
+    pub fn depth(&self) -> u64 {
+        self.outbox().len()
+    }
+
+    /// Whether the outbox can be written, what waits in memory, what was lost.
+    pub fn state(&self) -> StoreState {
+        self.outbox().state()
+    }
+
+    /// Messages of `kind` dropped because the outbox was full.
+    pub fn dropped(&self, kind: Kind) -> u64 {
+        self.outbox().dropped(kind)
+    }
+
+    /// Connections made so far.
+    pub fn connects_total(&self) -> u64 {
+        self.0.connects_total.load(Ordering::Relaxed)
+    }
+
+    /// Whether a connection is up now.
+    pub fn connected(&self) -> bool {
+        self.0.connected.load(Ordering::Relaxed)
     }
 }
 

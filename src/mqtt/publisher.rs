@@ -86,7 +86,9 @@ impl Publisher {
                 return;
             }
             let attempt = self.shared.attempts_total.fetch_add(1, Ordering::SeqCst) + 1;
-            match self.session() {
+            let ended = self.session();
+            self.shared.connected.store(false, Ordering::SeqCst);
+            match ended {
                 Ok(End::Done) => return,
                 Ok(End::Lost(why)) => {
                     failures = 1;
@@ -179,6 +181,7 @@ impl Publisher {
             }
         }
         self.shared.connects_total.fetch_add(1, Ordering::SeqCst);
+        self.shared.connected.store(true, Ordering::SeqCst);
         tracing::info!(broker = %self.url, base = %self.topics.base, "MQTT connected");
         let mut session = Session {
             client,

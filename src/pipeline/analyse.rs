@@ -1,5 +1,6 @@
 //! The analysis thread: audio chunks → level meter and fbank windows, plus the status and stats.
 
+use crate::web::live::spectrogram_columns;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ pub(super) struct Analysis<'a> {
     pub notify: &'a Notifier,
     pub mqtt: Option<&'a Mqtt>,
     pub shutdown: &'a AtomicBool,
+    /// The web server's view, with the mel bins and frame shift (ms) of a window's input:
+    /// each window's new frames become spectrogram columns.
+    pub live: Option<(&'a crate::web::Live, usize, f32)>,
 }
 
 /// What the analysis thread did.
@@ -57,6 +61,7 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         notify,
         mqtt,
         shutdown,
+        live,
     } = a;
     let mut samples = 0u64;
     let mut skipped = 0u64;
@@ -72,6 +77,11 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         });
     };
     let mut on_window = |w: Window| {
+        if let Some((l, bins, shift_ms)) = live {
+            let new = ((w.end_s - w.new_from_s) * 1000.0 / f64::from(shift_ms)).round() as usize;
+            let columns = spectrogram_columns(&w.input, bins, w.frames, new.min(w.frames));
+            l.frames(w.end_s, bins / 2, &columns);
+        }
         if skip_when_busy {
             if let Err(TrySendError::Full(_)) = windows.try_send(w) {
                 skipped += 1;

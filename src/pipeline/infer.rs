@@ -30,6 +30,7 @@ pub(super) fn score_windows(
         control,
         notify,
         history,
+        live,
     } = settings;
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
@@ -51,7 +52,8 @@ pub(super) fn score_windows(
                 break;
             }
         };
-        health.inference(t.elapsed().as_secs_f32() * 1000.0);
+        let ms = t.elapsed().as_secs_f32() * 1000.0;
+        health.inference(ms);
         notify.inference_beat();
         health.windows_total.fetch_add(1, Ordering::Relaxed);
         let w = WindowScores::new(&w, scores);
@@ -59,6 +61,13 @@ pub(super) fn score_windows(
         last_end = last_end.max(w.end_s);
         detector.process(&w, &mut events);
         add_laeq(history.as_deref(), &mut events, w.end_s);
+        if let Some(l) = live {
+            l.inference_ms(ms);
+            l.scores(serde_json::json!({
+                "end_offset_s": crate::format::round3(w.end_s),
+                "top": crate::format::top_json(&model.labels, &w.scores, PAGE_TOP_K),
+            }));
+        }
         if output.scores || mqtt_scores {
             send(Line::Scores(scores_line(model, &w, output.top_k)));
         }
@@ -96,7 +105,12 @@ pub(super) struct Settings<'a> {
     pub notify: &'a Notifier,
     /// Recent levels, when measured (the LAeq of sound events).
     pub history: Option<std::sync::Arc<History>>,
+    /// The web server's view.
+    pub live: Option<&'a crate::web::Live>,
 }
+
+/// Labels the web page shows for each window.
+const PAGE_TOP_K: usize = 8;
 
 /// SIGHUP: re-reads the configuration and gives the detector its new watches and settings.
 /// An invalid file keeps the old settings; every error is logged. Open events of labels that

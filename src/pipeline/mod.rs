@@ -24,6 +24,7 @@ use crate::model::{slugify, Model};
 use crate::mqtt::{Entities, Mqtt};
 use crate::source::{feed_source, open_source, Chunk};
 use crate::stats::Health;
+use crate::web::live::{LimitLine, Live};
 use analyse::{analyse, Analysis};
 use infer::{score_windows, Settings};
 use output::{write_lines, Line, Sinks};
@@ -122,8 +123,23 @@ pub fn run(
         }
         None => None,
     };
+    let notify = std::sync::Arc::new(crate::notify::Notifier::from_env());
+    let live = cfg.http.listen.map(|_| {
+        std::sync::Arc::new(Live::new(
+            &cfg.sensor_id,
+            model.name(),
+            watches.iter().map(|w| w.name.clone()).collect(),
+            limit_lines(cfg),
+            health.clone(),
+            notify.clone(),
+            mqtt.as_ref().map(Mqtt::probe),
+        ))
+    });
+    let server = match &live {
+        Some(l) => crate::web::start(&cfg.http, l.clone()).context("starting the web server")?,
+        None => None,
+    };
     let detector = Detector::new(watches, stamp);
-    let notify = crate::notify::Notifier::from_env();
     let (audio_tx, audio_rx) = bounded::<Chunk>(AUDIO_QUEUE);
     let (window_tx, window_rx) = bounded::<Window>(WINDOW_QUEUE);
     let (line_tx, line_rx) = bounded::<Line>(OUTPUT_QUEUE);
@@ -145,6 +161,7 @@ pub fn run(
             levels: cfg.levels.stdout,
             mqtt: mqtt.as_ref(),
             mqtt_scores: cfg.mqtt.scores,
+            live: live.as_deref(),
         };
         // Level reports and limit events come from this (the analysis) thread.
         let level_tx = line_tx.clone();
@@ -156,6 +173,7 @@ pub fn run(
             control,
             notify: &notify,
             history,
+            live: live.as_deref(),
         };
         let inference =
             s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
@@ -171,6 +189,13 @@ pub fn run(
             notify: &notify,
             mqtt: mqtt.as_ref(),
             shutdown,
+            live: live.as_deref().map(|l| {
+                (
+                    l,
+                    model.manifest.fbank.mel_bins,
+                    model.manifest.fbank.frame_shift_ms,
+                )
+            }),
         };
         // The analysis runs on this thread; its senders drop when it returns.
         let analysed = analyse(analysis, || writer.is_finished());
@@ -210,9 +235,28 @@ pub fn run(
             events_total: health.events_total.load(Ordering::Relaxed),
         })
     });
+    if let Some(s) = server {
+        s.stop();
+    }
     // Everything is in the outbox by now; the publisher flushes it and says offline.
     if let Some(m) = mqtt {
         m.shutdown();
     }
     result
+}
+
+/// The limit rules as the web page draws them.
+fn limit_lines(cfg: &Config) -> Vec<LimitLine> {
+    if !cfg.levels.enabled {
+        return Vec::new();
+    }
+    cfg.levels
+        .limits
+        .iter()
+        .map(|r| LimitLine {
+            name: r.name.clone(),
+            metric: r.metric.name(),
+            threshold_db: r.threshold_db,
+        })
+        .collect()
 }

@@ -27,6 +27,8 @@ pub(super) struct Sinks<'a> {
     pub mqtt: Option<&'a Mqtt>,
     /// Scores on MQTT too.
     pub mqtt_scores: bool,
+    /// The web server's view.
+    pub live: Option<&'a crate::web::Live>,
 }
 
 /// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
@@ -45,8 +47,16 @@ pub(super) fn write_lines(
                 seq += 1;
                 e.seq = seq;
                 emit(&*e, sinks.events, sinks.mqtt, &mut out)?;
+                if let Some(l) = sinks.live {
+                    l.event(&e);
+                }
             }
-            Line::Level(r) => emit(&*r, sinks.levels, sinks.mqtt, &mut out)?,
+            Line::Level(r) => {
+                emit(&*r, sinks.levels, sinks.mqtt, &mut out)?;
+                if let Some(l) = sinks.live {
+                    l.level(&r);
+                }
+            }
             Line::Scores(s) => {
                 if let (Some(m), true) = (sinks.mqtt, sinks.mqtt_scores) {
                     m.scores(s.clone());
