@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         start_offset_s: 0.0,
         end_offset_s: None,
         limit: None,
+        clip: None,
     };
     let t = Instant::now();
     for seq in 1..=n {

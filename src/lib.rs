@@ -31,6 +31,7 @@
 //! - [`npy`]: float32 `.npy` files written row by row.
 //! - [`pipeline`]: the threads and bounded queues of `run`, and their shutdown.
 //! - [`plot`]: charts as PNG or SVG (embedding maps, evaluation curves and bars).
+//! - [`recorder`]: event clips with pre- and post-roll, retention, and the privacy rule.
 //! - [`source`]: audio sources (file, command) as streams of mono chunks.
 //! - [`stats`]: the daemon's counters (windows, events, inference times, source health).
 //! - [`web`]: the local web page, JSON API, live stream and Prometheus metrics.
@@ -60,6 +61,7 @@ pub mod notify;
 pub mod npy;
 pub mod pipeline;
 pub mod plot;
+pub mod recorder;
 pub mod source;
 pub mod stats;
 pub mod web;

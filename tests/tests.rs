@@ -6,6 +6,7 @@ mod audio_files;
 mod beats_parity;
 mod capture;
 mod cli;
+mod clips;
 mod demo_scene;
 mod embed;
 mod fbank_parity;

@@ -61,6 +61,10 @@ pub struct Config {
     pub levels: crate::levels::LevelsConfig,
     /// The web page, JSON API and metrics (`[http]`); on when `listen` is set.
     pub http: crate::web::HttpSettings,
+    /// Event clips (`[clips]`); on when `dir` is set.
+    pub clips: crate::recorder::ClipsSettings,
+    /// What speech withholds (`[privacy]`).
+    pub privacy: crate::recorder::PrivacySettings,
 }
 
 /// The `[detect]` table, validated; label names are resolved against the model later.

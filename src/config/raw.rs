@@ -18,6 +18,8 @@ pub struct Raw {
     pub mqtt: crate::mqtt::config::RawMqtt,
     pub levels: crate::levels::config::RawLevels,
     pub http: crate::web::config::RawHttp,
+    pub clips: crate::recorder::config::RawClips,
+    pub privacy: crate::recorder::config::RawPrivacy,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,6 +83,8 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     let (mqtt, mqtt_unread) = crate::mqtt::config::validate(&raw.mqtt, &sensor_id, base, &mut err);
     let levels = crate::levels::config::validate(&raw.levels, &mut err);
     let http = crate::web::config::validate(&raw.http, base, &mut err);
+    let clips = crate::recorder::config::validate_clips(&raw.clips, base, &mut err);
+    let privacy = crate::recorder::config::validate_privacy(&raw.privacy, &mut err);
     let cfg = Config {
         sensor_id,
         model,
@@ -102,6 +104,8 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         mqtt,
         levels,
         http,
+        clips,
+        privacy,
     };
     let unread = Unread {
         host_sensor_id,

@@ -218,6 +218,7 @@ impl Detector {
             start_offset_s: round3(open.start),
             end_offset_s: end_s.map(round3),
             limit: None,
+            clip: None,
         }
     }
 }

@@ -92,4 +92,9 @@ pub struct Event {
     /// The rule's figures (limit events only; absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitInfo>,
+    /// The file name of the event's clip in `[clips] dir`, when clips are kept for it
+    /// (absent otherwise). The file appears after the event's end and post-roll, unless
+    /// privacy withholds it or it cannot be written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
 }

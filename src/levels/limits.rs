@@ -337,6 +337,7 @@ impl Limits {
                 peak_db: a.peak_db,
                 calibrated: self.offset.is_some(),
             }),
+            clip: None,
         }
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Analysis<'a> {
     /// The web server's view, with the mel bins and frame shift (ms) of a window's input:
     /// each window's new frames become spectrogram columns.
     pub live: Option<(&'a crate::web::Live, usize, f32)>,
+    /// The event clips' ring, fed every chunk at the source rate.
+    pub recorder: Option<&'a crate::recorder::Recorder>,
 }
 
 /// What the analysis thread did.
@@ -62,6 +64,7 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         mqtt,
         shutdown,
         live,
+        recorder,
     } = a;
     let mut samples = 0u64;
     let mut skipped = 0u64;
@@ -105,6 +108,9 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         if let Some(chunk) = chunk {
             let result = chunk.map_err(anyhow::Error::from).and_then(|c| {
                 samples += c.len() as u64;
+                if let Some(r) = recorder {
+                    r.audio(&c);
+                }
                 // Levels first, at the source rate: the history then covers every window.
                 if let Some(l) = levels.as_mut() {
                     l.process(&c, &mut on_level);

@@ -31,6 +31,7 @@ pub(super) fn score_windows(
         notify,
         history,
         live,
+        privacy,
     } = settings;
     let (mut scored, mut sent) = (0u64, 0u64);
     let mut events = Vec::new();
@@ -57,6 +58,14 @@ pub(super) fn score_windows(
         notify.inference_beat();
         health.windows_total.fetch_add(1, Ordering::Relaxed);
         let w = WindowScores::new(&w, scores);
+        if let Some((r, p)) = privacy {
+            if p.outputs.iter().any(|&o| w.scores[o] >= p.threshold) {
+                r.private(
+                    w.end_s - p.window_s - PRIVACY_MARGIN_S,
+                    w.end_s + PRIVACY_MARGIN_S,
+                );
+            }
+        }
         scored += 1;
         last_end = last_end.max(w.end_s);
         detector.process(&w, &mut events);
@@ -107,7 +116,13 @@ pub(super) struct Settings<'a> {
     pub history: Option<std::sync::Arc<History>>,
     /// The web server's view.
     pub live: Option<&'a crate::web::Live>,
+    /// The clip recorder and the privacy rule: windows with speech are marked in its ring.
+    pub privacy: Option<(&'a crate::recorder::Recorder, &'a super::Privacy)>,
 }
+
+/// Seconds added either side of a window with speech before clips are withheld or muted:
+/// speech under loud noise scores in only some of the windows it spans.
+const PRIVACY_MARGIN_S: f64 = 0.5;
 
 /// Labels the web page shows for each window.
 const PAGE_TOP_K: usize = 8;

@@ -96,6 +96,9 @@ pub fn run(
         false => None,
     };
     let history = levels.as_ref().map(LevelChain::history);
+    let privacy = Privacy::resolve(cfg, model, &watches)?;
+    check_clip_labels(cfg, &watches)?;
+    let recorder = crate::recorder::Recorder::start(&cfg.clips, cfg.privacy.clips, rate);
     let health = std::sync::Arc::new(Health::default());
     let mqtt = match &cfg.mqtt.url {
         Some(_) => {
@@ -125,15 +128,19 @@ pub fn run(
     };
     let notify = std::sync::Arc::new(crate::notify::Notifier::from_env());
     let live = cfg.http.listen.map(|_| {
-        std::sync::Arc::new(Live::new(
+        let mut l = Live::new(
             &cfg.sensor_id,
             model.name(),
             watches.iter().map(|w| w.name.clone()).collect(),
             limit_lines(cfg),
             health.clone(),
             notify.clone(),
-            mqtt.as_ref().map(Mqtt::probe),
-        ))
+        );
+        l.mqtt = mqtt.as_ref().map(Mqtt::probe);
+        l.clips = recorder
+            .as_ref()
+            .and_then(|r| Some((r.dir()?.to_owned(), r.counters())));
+        std::sync::Arc::new(l)
     });
     let server = match &live {
         Some(l) => crate::web::start(&cfg.http, l.clone()).context("starting the web server")?,
@@ -162,6 +169,8 @@ pub fn run(
             mqtt: mqtt.as_ref(),
             mqtt_scores: cfg.mqtt.scores,
             live: live.as_deref(),
+            recorder: recorder.as_ref(),
+            suppressed: &privacy.suppressed,
         };
         // Level reports and limit events come from this (the analysis) thread.
         let level_tx = line_tx.clone();
@@ -174,6 +183,7 @@ pub fn run(
             notify: &notify,
             history,
             live: live.as_deref(),
+            privacy: recorder.as_ref().map(|r| (r, &privacy)),
         };
         let inference =
             s.spawn(move || score_windows(model, detector, window_rx, line_tx, settings));
@@ -196,6 +206,7 @@ pub fn run(
                     model.manifest.fbank.frame_shift_ms,
                 )
             }),
+            recorder: recorder.as_ref(),
         };
         // The analysis runs on this thread; its senders drop when it returns.
         let analysed = analyse(analysis, || writer.is_finished());
@@ -235,6 +246,17 @@ pub fn run(
             events_total: health.events_total.load(Ordering::Relaxed),
         })
     });
+    if let Some(r) = recorder {
+        let c = r.counters();
+        r.finish();
+        tracing::info!(
+            written_total = c.written_total.load(Ordering::Relaxed),
+            failed_total = c.failed_total.load(Ordering::Relaxed),
+            withheld_total = c.withheld_total.load(Ordering::Relaxed),
+            removed_total = c.removed_total.load(Ordering::Relaxed),
+            "clips"
+        );
+    }
     if let Some(s) = server {
         s.stop();
     }
@@ -259,4 +281,81 @@ fn limit_lines(cfg: &Config) -> Vec<LimitLine> {
             threshold_db: r.threshold_db,
         })
         .collect()
+}
+
+/// What `[privacy]` resolves to for this model and these watches.
+pub(crate) struct Privacy {
+    /// Model outputs that mean someone speaks.
+    pub outputs: Vec<usize>,
+    /// A window scoring this on one of them has speech.
+    pub threshold: f32,
+    /// Watches whose events are not published (`publish = false`).
+    pub suppressed: std::collections::HashSet<String>,
+    /// Seconds of audio one window covers.
+    pub window_s: f64,
+}
+
+impl Privacy {
+    fn resolve(cfg: &Config, model: &Model, watches: &[Watch]) -> anyhow::Result<Self> {
+        let find = |name: &str| {
+            model
+                .labels
+                .iter()
+                .position(|l| l.name.eq_ignore_ascii_case(name) || l.slug == slugify(name))
+        };
+        let outputs: Vec<usize> = match &cfg.privacy.labels {
+            None => crate::recorder::config::SPEECH_FAMILY
+                .iter()
+                .filter_map(|n| find(n))
+                .collect(),
+            Some(names) => {
+                let unknown: Vec<&String> = names.iter().filter(|n| find(n).is_none()).collect();
+                if !unknown.is_empty() {
+                    anyhow::bail!(
+                        "privacy.labels: {unknown:?} not labels of model {:?}",
+                        model.name()
+                    );
+                }
+                names.iter().filter_map(|n| find(n)).collect()
+            }
+        };
+        let suppressed = if cfg.privacy.publish {
+            Default::default()
+        } else {
+            watches
+                .iter()
+                .filter(|w| w.outputs.iter().any(|o| outputs.contains(o)))
+                .map(|w| w.name.clone())
+                .collect()
+        };
+        let m = &model.manifest;
+        let window_s = m.window_frames as f64 * f64::from(m.fbank.frame_shift_ms) / 1000.0 + 0.025;
+        Ok(Self {
+            outputs,
+            threshold: cfg.privacy.threshold,
+            suppressed,
+            window_s,
+        })
+    }
+}
+
+/// `[clips] labels` must name watches (or be `*`).
+fn check_clip_labels(cfg: &Config, watches: &[Watch]) -> anyhow::Result<()> {
+    let unknown: Vec<&String> = cfg
+        .clips
+        .labels
+        .iter()
+        .filter(|l| *l != "*" && !watches.iter().any(|w| &w.name == *l))
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "clips.labels: {unknown:?} not watched (watched: {})",
+            watches
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }

@@ -29,6 +29,10 @@ pub(super) struct Sinks<'a> {
     pub mqtt_scores: bool,
     /// The web server's view.
     pub live: Option<&'a crate::web::Live>,
+    /// Event clips.
+    pub recorder: Option<&'a crate::recorder::Recorder>,
+    /// Watches whose events are not published (`[privacy] publish = false`).
+    pub suppressed: &'a std::collections::HashSet<String>,
 }
 
 /// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
@@ -41,9 +45,15 @@ pub(super) fn write_lines(
 ) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(out);
     let mut seq = 0;
+    let mut clips = std::collections::HashMap::new();
     for line in rx.iter() {
         match line {
+            Line::Event(_) if matches!(&line, Line::Event(e) if sinks.suppressed.contains(&e.label)) =>
+                {}
             Line::Event(mut e) => {
+                if let Some(r) = sinks.recorder {
+                    clip(r, &mut e, &mut clips);
+                }
                 seq += 1;
                 e.seq = seq;
                 emit(&*e, sinks.events, sinks.mqtt, &mut out)?;
@@ -115,4 +125,31 @@ pub(super) fn scores_line(model: &Model, w: &WindowScores, k: usize) -> String {
         "frames": w.frames, "top": top,
     })
     .to_string()
+}
+
+/// Names the clip of an event that keeps one, and opens or closes it.
+fn clip(
+    r: &crate::recorder::Recorder,
+    e: &mut Event,
+    open: &mut std::collections::HashMap<String, String>,
+) {
+    use crate::detect::{EventKind, EventState};
+    if !r.wants(&e.label, e.kind == EventKind::Limit) {
+        return;
+    }
+    match e.state {
+        EventState::Start => {
+            let name = crate::recorder::Recorder::name(&e.start, &e.slug, &e.id);
+            r.open(&e.id, &name, e.start_offset_s);
+            open.insert(e.id.clone(), name.clone());
+            e.clip = Some(name);
+        }
+        EventState::Update => e.clip = open.get(&e.id).cloned(),
+        EventState::End => {
+            e.clip = open.remove(&e.id);
+            if e.clip.is_some() {
+                r.close(&e.id, e.end_offset_s.unwrap_or(e.start_offset_s));
+            }
+        }
+    }
 }

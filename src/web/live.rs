@@ -77,6 +77,8 @@ pub struct Live {
     pub notifier: Arc<Notifier>,
     /// The MQTT publisher's state, when publishing.
     pub mqtt: Option<MqttProbe>,
+    /// The clip folder and the clip counters, when clips are kept.
+    pub clips: Option<(std::path::PathBuf, Arc<crate::recorder::ClipCounters>)>,
     /// Events per label, state and kind.
     pub events_by_label: Family<EventLabels, Counter>,
     /// Inference time per window, seconds.
@@ -92,7 +94,7 @@ pub struct Live {
 }
 
 impl Live {
-    /// The state of a run starting now.
+    /// The state of a run starting now (without MQTT or clips: set `mqtt` and `clips`).
     pub fn new(
         sensor: &str,
         model: &str,
@@ -100,7 +102,6 @@ impl Live {
         limits: Vec<LimitLine>,
         health: Arc<Health>,
         notifier: Arc<Notifier>,
-        mqtt: Option<MqttProbe>,
     ) -> Self {
         let (stream, _) = tokio::sync::broadcast::channel(STREAM_QUEUE);
         Self {
@@ -110,7 +111,8 @@ impl Live {
             limits,
             health,
             notifier,
-            mqtt,
+            mqtt: None,
+            clips: None,
             events_by_label: Family::default(),
             // 5 ms to 10 s, doubling
             inference: Histogram::new((0..12).map(|i| 0.005 * f64::from(1u32 << i))),

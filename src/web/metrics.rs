@@ -138,6 +138,28 @@ pub fn render(live: &Live) -> String {
             ConstGauge::new(i64::from(m.connected())),
         );
     }
+    if let Some((_, c)) = &live.clips {
+        for (name, help, v) in [
+            ("clips_written", "Event clips written", &c.written_total),
+            (
+                "clips_failed",
+                "Event clips that could not be written",
+                &c.failed_total,
+            ),
+            (
+                "clips_withheld",
+                "Event clips not stored because of speech ([privacy])",
+                &c.withheld_total,
+            ),
+            (
+                "clips_removed",
+                "Event clips removed by retention",
+                &c.removed_total,
+            ),
+        ] {
+            counter(&mut r, name, help, v.load(Ordering::Relaxed));
+        }
+    }
     if let Some(level) = live.latest_level() {
         let l = &*level;
         for (name, key, help) in [

@@ -116,6 +116,7 @@ fn router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/levels", get(levels))
         .route("/api/stream", get(stream))
+        .route("/clips/{name}", get(clip))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -247,6 +248,32 @@ async fn levels(State(s): State<AppState>, Query(q): Query<LevelsQuery>) -> Resp
         },
     };
     Json(reports).into_response()
+}
+
+/// A clip from `[clips] dir`, by the file name an event carries.
+async fn clip(
+    State(s): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some((dir, _)) = &s.live.clips else {
+        return (StatusCode::NOT_FOUND, "no clips are kept ([clips] dir)\n").into_response();
+    };
+    let plain = name.ends_with(".wav")
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return (StatusCode::BAD_REQUEST, "not a clip name\n").into_response();
+    }
+    match tokio::fs::read(dir.join(&name)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response(),
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            "no such clip (not written yet, withheld for privacy, or removed by retention)\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Decrements the count of open streams when a stream ends.
