@@ -14,7 +14,7 @@ pub mod retention;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub use config::{ClipsSettings, PrivacySettings, SpeechInClips};
 const JOB_QUEUE: usize = 256;
 /// The ring holds this much beyond the longest clip, for the detector's latency.
 const LATENCY_MARGIN: Duration = Duration::from_secs(30);
+/// An open event's clip is written (cut at `max_length`) once the ring holds this much past
+/// its end: well before the ring overwrites its start.
+const FORCE_AFTER: f64 = 20.0;
 
 /// The counters of clips.
 #[derive(Debug, Default)]
@@ -70,7 +73,6 @@ struct Shared {
     ring: Mutex<Ring>,
     /// Stream-time spans (s) of windows with speech, oldest first.
     private: Mutex<VecDeque<(f64, f64)>>,
-    ended: AtomicBool,
     counters: Arc<ClipCounters>,
 }
 
@@ -112,7 +114,6 @@ impl Recorder {
                 cap,
             }),
             private: Mutex::new(VecDeque::new()),
-            ended: AtomicBool::new(false),
             counters: Arc::default(),
         });
         let removed = retention::enforce(&dir, caps);
@@ -126,6 +127,7 @@ impl Recorder {
             dir,
             caps,
             max_length: settings.max_length.as_secs_f64(),
+            post_roll: settings.post_roll.as_secs_f64(),
             privacy,
             pending: Vec::new(),
         };
@@ -238,8 +240,8 @@ impl Recorder {
     /// The end of the stream: the writer writes what it has (clips cut at the stream's end)
     /// and stops.
     pub fn finish(mut self) {
-        self.shared.ended.store(true, Ordering::SeqCst);
-        // dropping the sender wakes the writer
+        // Dropping the sender ends the writer's loop once it has every job queued before;
+        // then it writes what is pending with what the ring holds.
         let (dead, _) = bounded(1);
         drop(std::mem::replace(&mut self.jobs, dead));
         if let Some(t) = self.thread.take() {
@@ -262,6 +264,7 @@ struct Writer {
     dir: PathBuf,
     caps: retention::Caps,
     max_length: f64,
+    post_roll: f64,
     privacy: SpeechInClips,
     pending: Vec<Pending>,
 }
@@ -291,7 +294,6 @@ impl Writer {
 
     /// Writes every clip whose end the ring holds (all of them at the stream's end).
     fn write_ready(&mut self, ended: bool) {
-        let ended = ended || self.shared.ended.load(Ordering::SeqCst);
         let (rate, have_to) = {
             let r = self.shared.ring.lock().unwrap_or_else(|p| p.into_inner());
             (r.rate, r.end() as f64 / f64::from(r.rate))
@@ -303,7 +305,11 @@ impl Writer {
                 .to_s
                 .unwrap_or(f64::INFINITY)
                 .min(p.from_s + self.max_length);
-            if to <= have_to || ended {
+            // An open event is cut at max_length only when the ring is about to lose the
+            // clip's start: the ring may run ahead of the events (a file replayed fast).
+            let closed = p.to_s.is_some() && to <= have_to;
+            let losing = have_to >= p.from_s + self.max_length + self.post_roll + FORCE_AFTER;
+            if closed || losing || ended {
                 let p = self.pending.swap_remove(i);
                 self.write(&p, to.min(have_to), rate);
             } else {
@@ -393,7 +399,8 @@ mod tests {
             limits: true,
             pre_roll: Duration::from_secs(1),
             post_roll: Duration::from_secs(1),
-            max_length: Duration::from_secs(5),
+            // longer than any clip here, so none is cut before its close arrives
+            max_length: Duration::from_secs(10),
             max_count: 50,
             max_total_bytes: 1 << 30,
             max_age: Duration::from_secs(3600),
@@ -402,7 +409,7 @@ mod tests {
 
     fn read(path: &std::path::Path) -> Vec<i16> {
         hound::WavReader::open(path)
-            .expect("wav")
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .samples::<i16>()
             .map(|s| s.expect("sample"))
             .collect()
@@ -423,7 +430,10 @@ mod tests {
             r.private(11.0, 12.0);
             r.audio(&ramp[8000..]);
             r.close("b", 12.5);
+            let c = r.counters();
             r.finish();
+            let withheld = c.withheld_total.load(Ordering::Relaxed);
+            assert_eq!(withheld, u64::from(mode == SpeechInClips::Withhold));
             // a: 2.0 to 6.0 s, exactly the stream's samples
             let a = read(&sub.join("a.wav"));
             assert_eq!(a.len(), 4000);
