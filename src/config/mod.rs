@@ -90,6 +90,8 @@ pub struct WatchSpec {
     pub settings: WatchSettings,
     /// Whether this watch or `[detect]` sets `on` and `off`.
     pub set: OnOffSet,
+    /// Hours and days it applies (`hours`, `days`); `None`: always.
+    pub schedule: Option<crate::detect::Schedule>,
 }
 
 /// Which of `on` and `off` a configuration sets (rather than leaving them to defaults).

@@ -68,6 +68,8 @@ pub struct RawWatch {
     pub min_duration: Option<String>,
     pub hold: Option<String>,
     pub update_interval: Option<String>,
+    pub hours: Option<String>,
+    pub days: Option<String>,
 }
 
 impl RawDetect {

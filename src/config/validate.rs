@@ -64,7 +64,21 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         if watch.iter().any(|x: &WatchSpec| x.name == name) {
             err(&format!("{key}.name"), format!("{name:?} is watched twice"));
         }
+        let schedule = (w.hours.is_some() || w.days.is_some()).then(|| {
+            let hours = w.hours.as_deref().and_then(|h| {
+                crate::levels::parse_hours(h)
+                    .map_err(|e| err(&format!("{key}.hours"), e))
+                    .ok()
+            });
+            let days = crate::levels::parse_days(w.days.as_deref().unwrap_or("all"))
+                .unwrap_or_else(|e| {
+                    err(&format!("{key}.days"), e);
+                    [true; 7]
+                });
+            crate::detect::Schedule { hours, days }
+        });
         watch.push(WatchSpec {
+            schedule,
             name,
             labels: w.labels.clone(),
             settings: settings(&w.settings(), &defaults, &key, &mut err),
@@ -168,6 +182,7 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
                 name: l.name.clone(),
                 outputs: vec![i],
                 settings: with_model_threshold(&detect.defaults, detect.defaults_set, l),
+                schedule: None,
             })
             .collect());
     }
@@ -198,6 +213,7 @@ pub fn resolve_watches(detect: &DetectConfig, labels: &[Label]) -> Result<Vec<Wa
             name: spec.name.clone(),
             outputs,
             settings,
+            schedule: spec.schedule.clone(),
         });
     }
     if errs.is_empty() {
@@ -257,6 +273,29 @@ mod tests {
                 "levels.limit[0].threshold_db",
                 "levels.limit[0].hours",
                 "levels.limit[0].days",
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn watch_schedules_are_checked_like_limit_rules() {
+        let e = errors(
+            "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n\
+             [[detect.watch]]\nlabels = [\"Dog\"]\nhours = \"22-6\"\ndays = \"weekends\"\n\
+             [[detect.watch]]\nlabels = [\"Siren\"]\nhours = \"22:00-06:00\"\ndays = \"sat,sun\"\n\
+             [clips]\nlabels = [\"Dog\"]\n[privacy]\nclips = \"blur\"\n\
+             [http]\nlisten = \"0.0.0.0:80\"\n",
+        );
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "detect.watch[0].hours",
+                "detect.watch[0].days",
+                "http.listen",
+                "clips.dir",
+                "privacy.clips",
             ],
             "{e:?}"
         );

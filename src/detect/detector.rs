@@ -31,6 +31,28 @@ pub struct Watch {
     pub outputs: Vec<usize>,
     /// Thresholds and timings.
     pub settings: WatchSettings,
+    /// When it is watched (local time of day and weekdays); `None`: always. Outside it the
+    /// watch's score counts as 0, so an open event ends as it would in silence.
+    pub schedule: Option<Schedule>,
+}
+
+/// Hours and days a watch applies, like a limit rule's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// [start, end) in minutes after local midnight; end ≤ start runs past midnight.
+    pub hours: Option<(u32, u32)>,
+    /// Weekdays, Monday first.
+    pub days: [bool; 7],
+}
+
+impl Schedule {
+    /// Whether the schedule holds at this moment in `tz`.
+    pub fn holds(&self, at: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> bool {
+        let z = at.to_zoned(tz.clone());
+        let minute = u32::from(z.hour().unsigned_abs()) * 60 + u32::from(z.minute().unsigned_abs());
+        let weekday = z.weekday().to_monday_zero_offset() as usize;
+        crate::levels::in_window(self.hours, &self.days, minute, weekday)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,10 +118,19 @@ impl Detector {
         for i in 0..self.watches.len() {
             let score = {
                 let w = &self.watches[i].0;
-                w.outputs
-                    .iter()
-                    .filter_map(|&o| window.scores.get(o).copied())
-                    .fold(0.0f32, f32::max)
+                let watched = w.schedule.as_ref().is_none_or(|s| {
+                    let at = self.stamp.stream_start
+                        + jiff::SignedDuration::from_secs_f64(window.end_s.max(0.0));
+                    s.holds(at, &self.stamp.tz)
+                });
+                if watched {
+                    w.outputs
+                        .iter()
+                        .filter_map(|&o| window.scores.get(o).copied())
+                        .fold(0.0f32, f32::max)
+                } else {
+                    0.0
+                }
             };
             let state = std::mem::replace(&mut self.watches[i].1, State::Idle);
             let next = self.step(i, state, t, window.end_s, score, out);
@@ -236,11 +267,13 @@ mod tests {
             sensor: "test".into(),
             model: "m".into(),
             stream_start: jiff::Timestamp::UNIX_EPOCH,
+            tz: jiff::tz::TimeZone::UTC,
         };
         let watch = Watch {
             name: "Siren".into(),
             outputs: vec![0, 1],
             settings,
+            schedule: None,
         };
         Detector::new(vec![watch], stamp)
     }
@@ -268,6 +301,31 @@ mod tests {
             d.process(&w, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn a_schedule_watches_only_in_its_hours_and_days() {
+        // the stream starts on Monday 1970-01-05 at 06:59:50 UTC; watched 07:00-07:00:20 is
+        // not expressible, so hours 07:00-08:00 on Mondays, in a zone 0 h from UTC
+        let mut d = detector(settings());
+        d.stamp.stream_start = "1970-01-05T06:59:50Z".parse().expect("time");
+        d.watches[0].0.schedule = Some(Schedule {
+            hours: Some((7 * 60, 8 * 60)),
+            days: [true, false, false, false, false, false, false],
+        });
+        let ev = run(&mut d, &[0.9; 20]);
+        // windows ending before 07:00 count as silence: the event starts at the first one
+        // inside (ending 10 s in, its new audio from 9 s)
+        assert_eq!(ev[0].state, EventState::Start);
+        assert_eq!(ev[0].start_offset_s, 9.0);
+        // on a Tuesday nothing is watched
+        let mut d = detector(settings());
+        d.stamp.stream_start = "1970-01-06T07:10:00Z".parse().expect("time");
+        d.watches[0].0.schedule = Some(Schedule {
+            hours: Some((7 * 60, 8 * 60)),
+            days: [true, false, false, false, false, false, false],
+        });
+        assert!(run(&mut d, &[0.9; 20]).is_empty());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct EventStamp {
     pub model: String,
     /// Wall-clock time of the stream start.
     pub stream_start: jiff::Timestamp,
+    /// The time zone of watches' `hours` and `days`.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// One event message.

@@ -3,5 +3,5 @@
 mod detector;
 mod event;
 
-pub use detector::{Detector, Watch, WatchSettings};
+pub use detector::{Detector, Schedule, Watch, WatchSettings};
 pub use event::{Event, EventKind, EventStamp, EventState, LimitInfo};

@@ -105,13 +105,19 @@ pub struct LimitRule {
 impl LimitRule {
     /// Whether a period starting at this local time counts.
     fn applies(&self, minute: u32, weekday: usize) -> bool {
-        let in_hours = match self.hours {
-            None => true,
-            Some((a, b)) if a < b => (a..b).contains(&minute),
-            Some((a, b)) => minute >= a || minute < b,
-        };
-        in_hours && self.days[weekday]
+        in_window(self.hours, &self.days, minute, weekday)
     }
+}
+
+/// Whether a local time (minute after midnight, weekday with Monday 0) lies in `hours`
+/// ([start, end) in minutes; end ≤ start runs past midnight; `None`: all day) on `days`.
+pub fn in_window(hours: Option<(u32, u32)>, days: &[bool; 7], minute: u32, weekday: usize) -> bool {
+    let in_hours = match hours {
+        None => true,
+        Some((a, b)) if a < b => (a..b).contains(&minute),
+        Some((a, b)) => minute >= a || minute < b,
+    };
+    in_hours && days.get(weekday).copied().unwrap_or(false)
 }
 
 /// Parses `"07:00-19:00"` into minutes after midnight.

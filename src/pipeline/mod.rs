@@ -81,6 +81,7 @@ pub fn run(
         sensor: cfg.sensor_id.clone(),
         model: model.name().to_owned(),
         stream_start: jiff::Timestamp::now(),
+        tz: cfg.levels.timezone.clone(),
     };
     let levels = match cfg.levels.enabled {
         true => Some(
