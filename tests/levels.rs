@@ -576,3 +576,58 @@ fn issue_25_one_nan_sample_does_not_poison_the_level_meter() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("nonfinite_samples_total=2"), "{log}");
 }
+
+#[test]
+fn issue_29_a_loud_noise_held_long_enough_is_a_level_event() {
+    // 10 s: quiet noise floor, a 1 kHz sine at -6 dBFS from 3 to 5 s, a 0.3 s burst at 8 s
+    // (its LAF stays above -20 dB for about 0.7 s with the F decay: shorter than min_duration)
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rate = 16_000;
+    let mut x: Vec<f32> = (0..10 * rate as usize)
+        .map(|i| 0.001 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
+        .collect();
+    let tone = sine(rate, 1000.0, 0.5, 2.0);
+    for (i, v) in tone.iter().enumerate() {
+        x[3 * rate as usize + i] += v;
+    }
+    let burst = sine(rate, 1000.0, 0.5, 0.3);
+    for (i, v) in burst.iter().enumerate() {
+        x[8 * rate as usize + i] += v;
+    }
+    let file = wav(dir.path(), "loud.wav", rate, &x);
+    let cfg = dir.path().join("loud.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {:?}\n[source]\npath = {:?}\n[detect]\nmin_duration = \"1s\"\n\
+             [[detect.watch]]\nlabels = [\"Siren\"]\non = 0.99\n\
+             [[detect.level]]\nmetric = \"laf\"\nthreshold_db = -20\nmin_duration = \"1s\"\nhold = \"1s\"\n\
+             [levels]\nenabled = true\nstdout = false\n[output]\nstdout = true\n",
+            repo("models/sitehome-tiny-ast"),
+            file
+        ),
+    )
+    .expect("config");
+    let out = run_ok(bin().args(["run", "--config"]).arg(&cfg));
+    let events: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|e| e["kind"] == "level")
+        .collect();
+    println!("{events:?}");
+    let states: Vec<&str> = events.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(
+        states,
+        ["start", "end"],
+        "one event, the burst too short: {events:?}"
+    );
+    let (start, end) = (&events[0], &events[1]);
+    assert_eq!(start["label"], "LAF > -20 dB");
+    assert_eq!(start["limit"]["metric"], "laf");
+    let s = num(start, "start_offset_s");
+    let e = num(end, "end_offset_s");
+    assert!((s - 3.0).abs() <= 0.25, "start {s}");
+    assert!((e - 5.0).abs() <= 0.6, "end {e}");
+    let peak = end["limit"]["peak_db"].as_f64().expect("peak");
+    assert!((peak - (-6.02)).abs() <= 0.5, "peak {peak}");
+    assert!(start["seq"].as_u64().is_some() && end["id"] == start["id"]);
+}

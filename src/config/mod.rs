@@ -77,6 +77,8 @@ pub struct DetectConfig {
     pub defaults_set: OnOffSet,
     /// Watched labels or groups; empty means every model label with the defaults.
     pub watch: Vec<WatchSpec>,
+    /// `[[detect.level]]`: events from levels held above a threshold.
+    pub level: Vec<crate::levels::trigger::LevelTrigger>,
 }
 
 /// One `[[detect.watch]]` entry.

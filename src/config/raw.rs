@@ -56,6 +56,7 @@ pub struct RawDetect {
     pub hold: Option<String>,
     pub update_interval: Option<String>,
     pub watch: Vec<RawWatch>,
+    pub level: Vec<RawLevelTrigger>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -70,6 +71,18 @@ pub struct RawWatch {
     pub update_interval: Option<String>,
     pub hours: Option<String>,
     pub days: Option<String>,
+}
+
+/// One `[[detect.level]]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLevelTrigger {
+    pub name: Option<String>,
+    pub metric: Option<String>,
+    pub threshold_db: Option<f64>,
+    pub min_duration: Option<String>,
+    pub hold: Option<String>,
+    pub update_interval: Option<String>,
 }
 
 impl RawDetect {

@@ -97,6 +97,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     let (mqtt, mqtt_unread) = crate::mqtt::config::validate(&raw.mqtt, &sensor_id, base, &mut err);
     let levels = crate::levels::config::validate(&raw.levels, &mut err);
     let http = crate::web::config::validate(&raw.http, base, &mut err);
+    let level_triggers = level_triggers(&raw.detect.level, levels.enabled, &mut err);
     let clips = crate::recorder::config::validate_clips(&raw.clips, base, &mut err);
     let privacy = crate::recorder::config::validate_privacy(&raw.privacy, &mut err);
     let cfg = Config {
@@ -109,6 +110,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
             defaults,
             defaults_set,
             watch,
+            level: level_triggers,
         },
         output: OutputConfig {
             stdout: raw.output.stdout,
@@ -126,6 +128,79 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         mqtt: mqtt_unread,
     };
     (cfg, unread, errs)
+}
+
+/// Checks `[[detect.level]]`: a metric, a threshold, timings; they need `[levels]` on.
+fn level_triggers(
+    raw: &[super::raw::RawLevelTrigger],
+    levels_on: bool,
+    err: &mut impl FnMut(&str, String),
+) -> Vec<crate::levels::trigger::LevelTrigger> {
+    use crate::levels::trigger::{LevelMetric, LevelTrigger};
+    if !raw.is_empty() && !levels_on {
+        err(
+            "detect.level",
+            "needs the level meter: set [levels] enabled = true".into(),
+        );
+    }
+    let mut out: Vec<LevelTrigger> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("detect.level[{i}]");
+        let metric = match r.metric.as_deref() {
+            None => LevelMetric::Laf,
+            Some(m) => LevelMetric::parse(m).unwrap_or_else(|| {
+                err(
+                    &format!("{key}.metric"),
+                    format!("{m:?}: must be \"laf\", \"laeq_1s\" or \"lceq_1s\""),
+                );
+                LevelMetric::Laf
+            }),
+        };
+        let threshold_db = r.threshold_db.unwrap_or_else(|| {
+            err(
+                &format!("{key}.threshold_db"),
+                "missing: the level (dB; dBFS while uncalibrated) above which it is loud".into(),
+            );
+            0.0
+        });
+        if !threshold_db.is_finite() || !(-200.0..=200.0).contains(&threshold_db) {
+            err(
+                &format!("{key}.threshold_db"),
+                format!("{threshold_db} is outside -200..200 dB"),
+            );
+        }
+        let mut dur = |v: &Option<String>, name: &str, d: Duration| {
+            v.as_deref()
+                .map(|s| duration(s, &format!("{key}.{name}"), &mut *err))
+                .unwrap_or(d)
+        };
+        let trigger = LevelTrigger {
+            name: r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} > {threshold_db} dB", metric.name().to_uppercase())),
+            metric,
+            threshold_db,
+            min_duration: dur(&r.min_duration, "min_duration", Duration::from_secs(1)),
+            hold: dur(&r.hold, "hold", Duration::from_secs(2)),
+            update_interval: dur(
+                &r.update_interval,
+                "update_interval",
+                Duration::from_secs(30),
+            ),
+        };
+        if trigger.update_interval.is_zero() {
+            err(&format!("{key}.update_interval"), "must be > 0".into());
+        }
+        if out.iter().any(|t| t.name == trigger.name) {
+            err(
+                &format!("{key}.name"),
+                format!("{:?} is used twice", trigger.name),
+            );
+        }
+        out.push(trigger);
+    }
+    out
 }
 
 /// Merges one settings table over `parent`, checking ranges.
@@ -296,6 +371,26 @@ mod tests {
                 "http.listen",
                 "clips.dir",
                 "privacy.clips",
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn level_triggers_need_the_meter_a_metric_and_a_threshold() {
+        let e = errors(
+            "[model]\npath = \"m\"\n[source]\npath = \"a.wav\"\n\
+             [[detect.level]]\nmetric = \"lmax\"\n\
+             [[detect.level]]\nthreshold_db = 85\nhold = \"soon\"\n",
+        );
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "detect.level",
+                "detect.level[0].metric",
+                "detect.level[0].threshold_db",
+                "detect.level[1].hold",
             ],
             "{e:?}"
         );

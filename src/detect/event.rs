@@ -22,6 +22,8 @@ pub enum EventKind {
     Sound,
     /// A level limit rule (`[[levels.limit]]`).
     Limit,
+    /// A level held above a threshold (`[[detect.level]]`).
+    Level,
 }
 
 /// The figures of a limit event.

@@ -12,6 +12,7 @@ mod history;
 mod limits;
 mod meter;
 mod report;
+pub mod trigger;
 pub mod weighting;
 
 use std::sync::Arc;
@@ -82,6 +83,11 @@ pub struct LevelChain {
     blocks: Vec<Block>,
     events: Vec<Event>,
     end_s: f64,
+    triggers: Option<trigger::Triggers>,
+    clock: Clock,
+    offset: Option<f64>,
+    sensor: String,
+    model: String,
 }
 
 impl LevelChain {
@@ -102,6 +108,12 @@ impl LevelChain {
             zone: Some(cfg.timezone.clone()),
         };
         let phase = clock.block_phase();
+        let stamp = (
+            clock.clone(),
+            cfg.offset_db,
+            sensor.to_owned(),
+            model.to_owned(),
+        );
         Ok(Self {
             meter: Meter::with_phase(rate, phase),
             reporter: Reporter::new(cfg.interval, sensor, clock.clone(), cfg.offset_db),
@@ -110,7 +122,40 @@ impl LevelChain {
             blocks: Vec::new(),
             events: Vec::new(),
             end_s: 0.0,
+            triggers: None,
+            clock: stamp.0,
+            offset: stamp.1,
+            sensor: stamp.2,
+            model: stamp.3,
         })
+    }
+
+    /// Adds `[[detect.level]]` triggers: their events come out with the limit events.
+    pub fn with_triggers(mut self, rules: Vec<trigger::LevelTrigger>) -> Self {
+        if rules.is_empty() {
+            return self;
+        }
+        let stamp = crate::detect::EventStamp {
+            sensor: self.sensor.clone(),
+            model: self.model.clone(),
+            stream_start: self.clock.stream_start,
+            tz: self.clock.zone.clone().unwrap_or(jiff::tz::TimeZone::UTC),
+        };
+        self.triggers = Some(trigger::Triggers::new(
+            rules,
+            stamp,
+            self.offset,
+            Arc::clone(&self.history),
+        ));
+        self
+    }
+
+    /// (name, slug) of the level triggers.
+    pub fn trigger_names(&self) -> Vec<(String, String)> {
+        self.triggers
+            .as_ref()
+            .map(trigger::Triggers::names)
+            .unwrap_or_default()
     }
 
     /// The shared history (for the LAeq of sound events).
@@ -137,6 +182,9 @@ impl LevelChain {
             on(LevelOutput::Report(r));
         }
         self.limits.finish(&mut self.events);
+        if let Some(t) = self.triggers.as_mut() {
+            t.finish(&mut self.events);
+        }
         self.events
             .drain(..)
             .for_each(|e| on(LevelOutput::Event(e)));
@@ -147,6 +195,9 @@ impl LevelChain {
             self.end_s = b.end_s();
             self.history.push(&b);
             self.limits.push(&b, &mut self.events);
+            if let Some(t) = self.triggers.as_mut() {
+                t.push(&b, &mut self.events);
+            }
             self.events
                 .drain(..)
                 .for_each(|e| on(LevelOutput::Event(e)));

@@ -92,7 +92,8 @@ pub fn run(
                 model.name(),
                 stamp.stream_start,
             )
-            .context("starting the level meter")?,
+            .context("starting the level meter")?
+            .with_triggers(cfg.detect.level.clone()),
         ),
         false => None,
     };
@@ -110,7 +111,7 @@ pub fn run(
                     .collect(),
                 limits: levels
                     .as_ref()
-                    .map(LevelChain::limit_names)
+                    .map(|l| [l.limit_names(), l.trigger_names()].concat())
                     .unwrap_or_default(),
                 levels: levels.as_ref().map(|_| cfg.levels.offset_db.is_some()),
             };
@@ -346,11 +347,15 @@ fn check_clip_labels(cfg: &Config, watches: &[Watch]) -> anyhow::Result<()> {
         .clips
         .labels
         .iter()
-        .filter(|l| *l != "*" && !watches.iter().any(|w| &w.name == *l))
+        .filter(|l| {
+            *l != "*"
+                && !watches.iter().any(|w| &w.name == *l)
+                && !cfg.detect.level.iter().any(|t| &t.name == *l)
+        })
         .collect();
     if !unknown.is_empty() {
         anyhow::bail!(
-            "clips.labels: {unknown:?} not watched (watched: {})",
+            "clips.labels: {unknown:?} not watched (watched: {}; and the [[detect.level]] names)",
             watches
                 .iter()
                 .map(|w| w.name.as_str())
