@@ -454,6 +454,42 @@ mod tests {
     }
 
     #[test]
+    fn retention_holds_when_200_events_arrive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r =
+            Recorder::start(&settings(dir.path()), SpeechInClips::Withhold, 100).expect("recorder");
+        let second = [0.1f32; 100];
+        for i in 0..200 {
+            let t = f64::from(i) * 3.0 + 2.0;
+            r.open(&format!("e{i}"), &format!("c{i:03}.wav"), t);
+            r.audio(&second);
+            r.audio(&second);
+            r.audio(&second);
+            r.close(&format!("e{i}"), t + 0.5);
+            // events come seconds apart in life; a burst past the queue is refused, counted
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        r.audio(&[0.1; 500]);
+        let c = r.counters();
+        r.finish();
+        let written = c.written_total.load(Ordering::Relaxed);
+        let failed = c.failed_total.load(Ordering::Relaxed);
+        // (a dropped close still writes its clip, cut at max_length: both counted)
+        assert!(written + failed >= 200, "every clip written or counted");
+        assert!(written >= 100, "{written} written");
+        assert_eq!(c.removed_total.load(Ordering::Relaxed), written - 50);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 50);
+        if failed == 0 {
+            assert_eq!(left[0], "c150.wav");
+        }
+    }
+
+    #[test]
     fn an_unwritable_folder_counts_failures_and_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("not-a-folder");
