@@ -94,6 +94,28 @@ fn config(dir: &Path, source: &str, http: &str) -> PathBuf {
     cfg
 }
 
+/// A daemon replaying demo-20s at real-time pace with `http` as its `[http]` table, once its
+/// server answers on `port`.
+fn replay_demo(dir: &Path, http: &str, port: u16) -> Child {
+    let cfg = config(
+        dir,
+        &format!(
+            "kind = \"file\"\npath = {:?}\nrealtime = true",
+            repo("samples/demo-20s.wav")
+        ),
+        http,
+    );
+    let mut daemon = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    wait_up(port, &mut daemon);
+    daemon
+}
+
 /// The closing stats line's counters.
 fn closing(stderr: &str) -> (u64, u64, u64) {
     let line = stderr
@@ -322,22 +344,7 @@ fn issue_29_a_real_browser_renders_the_page_of_a_running_daemon() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "kind = \"file\"\npath = {:?}\nrealtime = true",
-            repo("samples/demo-20s.wav")
-        ),
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
-    let mut daemon = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    wait_up(port, &mut daemon);
+    let daemon = replay_demo(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), port);
     let stop_slow = Arc::new(Mutex::new(false));
     let slow = slow_reader(port, stop_slow.clone());
 
@@ -513,22 +520,11 @@ fn issue_29_a_token_is_required_when_configured() {
     let port = free_port();
     let token = "0123456789abcdef-token";
     std::fs::write(dir.path().join("token"), format!("{token}\n")).expect("token");
-    let cfg = config(
+    let daemon = replay_demo(
         dir.path(),
-        &format!(
-            "kind = \"file\"\npath = {:?}\nrealtime = true",
-            repo("samples/demo-20s.wav")
-        ),
         &format!("listen = \"127.0.0.1:{port}\"\ntoken_file = \"token\""),
+        port,
     );
-    let mut daemon = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    wait_up(port, &mut daemon);
     for path in ["/", "/metrics", "/healthz", "/api/status", "/api/stream"] {
         assert_eq!(get(port, path, None).0, 401, "{path} without the token");
         assert_eq!(

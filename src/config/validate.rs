@@ -65,16 +65,12 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
             err(&format!("{key}.name"), format!("{name:?} is watched twice"));
         }
         let schedule = (w.hours.is_some() || w.days.is_some()).then(|| {
-            let hours = w.hours.as_deref().and_then(|h| {
-                crate::levels::parse_hours(h)
-                    .map_err(|e| err(&format!("{key}.hours"), e))
-                    .ok()
-            });
-            let days = crate::levels::parse_days(w.days.as_deref().unwrap_or("all"))
-                .unwrap_or_else(|e| {
-                    err(&format!("{key}.days"), e);
-                    [true; 7]
-                });
+            let (hours, days) = crate::levels::parse_schedule(
+                w.hours.as_deref(),
+                w.days.as_deref(),
+                &key,
+                &mut err,
+            );
             crate::detect::Schedule { hours, days }
         });
         watch.push(WatchSpec {

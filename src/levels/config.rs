@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{parse_days, parse_hours, LevelsConfig, LimitRule, Metric};
+use super::{parse_schedule, LevelsConfig, LimitRule, Metric};
 use crate::config::values::duration;
 
 /// `[levels]`.
@@ -116,15 +116,7 @@ pub(crate) fn validate(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Le
                 0.0
             }
         };
-        let hours = l.hours.as_deref().and_then(|h| {
-            parse_hours(h)
-                .map_err(|e| err(&format!("{key}.hours"), e))
-                .ok()
-        });
-        let days = parse_days(l.days.as_deref().unwrap_or("all")).unwrap_or_else(|e| {
-            err(&format!("{key}.days"), e);
-            [true; 7]
-        });
+        let (hours, days) = parse_schedule(l.hours.as_deref(), l.days.as_deref(), &key, err);
         let name = l.name.clone().unwrap_or_else(|| {
             format!(
                 "{} {} > {threshold_db} dB",

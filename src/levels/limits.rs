@@ -120,6 +120,26 @@ pub fn in_window(hours: Option<(u32, u32)>, days: &[bool; 7], minute: u32, weekd
     in_hours && days.get(weekday).copied().unwrap_or(false)
 }
 
+/// A config entry's `hours` and `days` (`days` absent: all), each mistake reported to `err`
+/// under `{key}.hours` / `{key}.days`; a mistaken value reads as all day / every day.
+pub fn parse_schedule(
+    hours: Option<&str>,
+    days: Option<&str>,
+    key: &str,
+    err: &mut dyn FnMut(&str, String),
+) -> (Option<(u32, u32)>, [bool; 7]) {
+    let hours = hours.and_then(|h| {
+        parse_hours(h)
+            .map_err(|e| err(&format!("{key}.hours"), e))
+            .ok()
+    });
+    let days = parse_days(days.unwrap_or("all")).unwrap_or_else(|e| {
+        err(&format!("{key}.days"), e);
+        [true; 7]
+    });
+    (hours, days)
+}
+
 /// Parses `"07:00-19:00"` into minutes after midnight.
 pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
     let parse = |t: &str| -> Option<u32> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use calibrate::{measure_tone, CalibrationError, Tone};
 pub use clock::{Clock, Period};
 pub use history::History;
-pub use limits::{in_window, parse_days, parse_hours, LimitRule, Limits, Metric};
+pub use limits::{in_window, parse_days, parse_hours, parse_schedule, LimitRule, Limits, Metric};
 pub use meter::{to_db, Block, Meter, BLOCKS_PER_S};
 pub use report::{exceeded, LevelReport, Levels, Reporter, Summary};
 

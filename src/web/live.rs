@@ -203,23 +203,23 @@ impl Live {
     /// Level reports whose interval ends after `since` (seconds from the stream start),
     /// oldest first.
     pub fn levels_since(&self, since: f64) -> Vec<Arc<Value>> {
-        lock(&self.levels)
-            .iter()
-            .filter(|r| r["end_offset_s"].as_f64().is_some_and(|e| e > since))
-            .cloned()
-            .collect()
+        self.levels_where(|r| r["end_offset_s"].as_f64().is_some_and(|e| e > since))
     }
 
     /// Level reports whose interval ends after the RFC 3339 time `since`, oldest first.
     pub fn levels_after(&self, since: jiff::Timestamp) -> Vec<Arc<Value>> {
+        self.levels_where(|r| {
+            r["end"]
+                .as_str()
+                .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|e| e > since)
+        })
+    }
+
+    fn levels_where(&self, keep: impl Fn(&Value) -> bool) -> Vec<Arc<Value>> {
         lock(&self.levels)
             .iter()
-            .filter(|r| {
-                r["end"]
-                    .as_str()
-                    .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|e| e > since)
-            })
+            .filter(|r| keep(r))
             .cloned()
             .collect()
     }
