@@ -80,7 +80,7 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         });
     };
     let mut on_window = |w: Window| {
-        if let Some((l, bins, shift_ms)) = live {
+        if let Some((l, bins, shift_ms)) = live.filter(|(l, _, _)| l.watched()) {
             let new = ((w.end_s - w.new_from_s) * 1000.0 / f64::from(shift_ms)).round() as usize;
             let columns = spectrogram_columns(&w.input, bins, w.frames, new.min(w.frames));
             l.frames(w.end_s, bins / 2, &columns);

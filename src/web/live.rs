@@ -172,11 +172,13 @@ impl Live {
         *lock(&self.scores) = Some(Arc::new(v));
     }
 
+    /// Whether a stream client is connected (else spectrogram columns need not be made).
+    pub fn watched(&self) -> bool {
+        self.stream.receiver_count() > 0
+    }
+
     /// New spectrogram columns: `columns` of `bins` values each, 0..=255, oldest first.
     pub fn frames(&self, end_s: f64, bins: usize, columns: &[u8]) {
-        if self.stream.receiver_count() == 0 {
-            return;
-        }
         let v = serde_json::json!({
             "end_offset_s": crate::format::round3(end_s),
             "bins": bins,
