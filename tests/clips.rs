@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{bin, json_lines, repo, run_ok};
+use crate::util::{bin, json_lines, repo, run_ok, TinyDisk};
 
 const RATE: u32 = 16_000;
 /// Where the speech over the jackhammer starts, s; it lasts 3.3 s.
@@ -174,10 +174,17 @@ fn issue_29_clips_are_the_source_with_rolls_and_speech_is_never_kept() {
 }
 
 #[test]
-fn issue_29_an_unwritable_clip_folder_is_counted_and_the_run_goes_on() {
+fn issue_29_a_read_only_clip_folder_is_counted_and_the_run_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, b"x").expect("write");
+    // a file system mounted read-only (as an SD card the kernel remounted after errors):
+    // permissions would not stop root, a read-only mount does
+    let disk = TinyDisk::read_only();
+    let clips = disk.0.path();
+    let probe = std::fs::write(clips.join("probe"), b"x");
+    assert!(
+        probe.is_err(),
+        "the clip folder should refuse writes: {probe:?}"
+    );
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -186,7 +193,7 @@ fn issue_29_an_unwritable_clip_folder_is_counted_and_the_run_goes_on() {
              [output]\nstdout = true\n[clips]\ndir = {:?}\nlabels = [\"*\"]\n",
             repo("models/sitehome-tiny-ast"),
             repo("samples/demo-20s.wav"),
-            file.join("clips")
+            clips
         ),
     )
     .expect("config");

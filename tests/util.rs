@@ -117,9 +117,18 @@ pub struct TinyDisk(pub tempfile::TempDir);
 
 impl TinyDisk {
     pub fn mount(kib: u32) -> Self {
+        Self::with_options(&format!("size={kib}k"))
+    }
+
+    /// An empty tmpfs mounted read-only: writing into it fails with EROFS, even for root.
+    pub fn read_only() -> Self {
+        Self::with_options("ro,size=64k")
+    }
+
+    fn with_options(options: &str) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());

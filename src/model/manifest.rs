@@ -141,9 +141,9 @@ pub struct HeadSpec {
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let err = |msg: String| ModelError::Manifest {
             path: path.to_owned(),
