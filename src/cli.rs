@@ -239,6 +239,23 @@ pub struct LevelsArgs {
     /// Sensor id in the reports (default: the file name).
     #[arg(long)]
     pub sensor: Option<String>,
+    /// Band levels in each report (`"bands"`): `octave` or `third` (IEC 61260-1 class 1
+    /// filters, base-10 mid-band frequencies up to the Nyquist frequency).
+    #[arg(long, value_parser = clap::value_parser!(BandScaleArg))]
+    pub bands: Option<BandScaleArg>,
+    /// Weighting of the band levels: Z (as filtered) or A (corrected at each mid-band
+    /// frequency).
+    #[arg(long, default_value = "Z", requires = "bands")]
+    pub bands_weighting: String,
+}
+
+/// `--bands`: octave or third.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BandScaleArg {
+    /// Octave bands.
+    Octave,
+    /// One-third-octave bands.
+    Third,
 }
 
 /// The arguments of `soundsentry calibrate`.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::audio::AudioFile;
-use crate::cli::{CalibrateArgs, LevelsArgs};
+use crate::cli::{BandScaleArg, CalibrateArgs, LevelsArgs};
+use crate::levels::bands::{BandScale, BandSet};
 use crate::levels::{measure_tone, weighting::MIN_RATE, Meter, RateTooLow, Reporter};
 
 /// `soundsentry levels FILE`: one JSON line per interval on stdout.
@@ -34,13 +35,23 @@ pub fn levels(args: &LevelsArgs) -> anyhow::Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
+    let weighting = crate::levels::config::parse_band_weighting(&args.bands_weighting)
+        .map_err(|e| anyhow::anyhow!("--bands-weighting: {e}"))?;
+    let scale = args.bands.map(|b| match b {
+        BandScaleArg::Octave => BandScale::Octave,
+        BandScaleArg::Third => BandScale::Third,
+    });
     let mut meter = Meter::new(rate);
+    if let Some(scale) = scale {
+        meter = meter.with_bands(scale);
+    }
     // A recording's intervals run from its start.
     let clock = crate::levels::Clock {
         stream_start: jiff::Timestamp::now(),
         zone: None,
     };
-    let mut reporter = Reporter::new(interval, &sensor, clock, offset);
+    let mut reporter = Reporter::new(interval, &sensor, clock, offset)
+        .with_bands(scale.map(|s| BandSet::new(s, weighting, rate)));
     let (mut chunk, mut blocks) = (Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut end_s = 0.0;

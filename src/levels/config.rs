@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bands::BandScale;
+use super::weighting::Weighting;
 use super::{parse_schedule, LevelsConfig, LimitRule, Metric};
 use crate::config::values::duration;
 
@@ -16,6 +18,8 @@ pub struct RawLevels {
     pub offset_db: Option<f64>,
     pub stdout: bool,
     pub timezone: Option<String>,
+    pub bands: String,
+    pub bands_weighting: String,
     pub limit: Vec<RawLimit>,
 }
 
@@ -27,6 +31,8 @@ impl Default for RawLevels {
             offset_db: None,
             stdout: true,
             timezone: None,
+            bands: "off".into(),
+            bands_weighting: "Z".into(),
             limit: Vec::new(),
         }
     }
@@ -147,13 +153,37 @@ pub(crate) fn validate(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Le
             days,
         });
     }
+    let bands = match raw.bands.as_str() {
+        "off" => None,
+        scale => match scale.parse::<BandScale>() {
+            Ok(scale) => Some(scale),
+            Err(e) => {
+                err("levels.bands", format!("{e} (or \"off\")"));
+                None
+            }
+        },
+    };
+    let bands_weighting = parse_band_weighting(&raw.bands_weighting).unwrap_or_else(|e| {
+        err("levels.bands_weighting", e);
+        Weighting::Z
+    });
     LevelsConfig {
         enabled: raw.enabled,
         interval,
         offset_db,
         stdout: raw.stdout,
         timezone,
+        bands: bands.map(|scale| (scale, bands_weighting)),
         limits,
+    }
+}
+
+/// "Z" or "A" (any case): the weighting of band levels.
+pub fn parse_band_weighting(s: &str) -> Result<Weighting, String> {
+    match s {
+        "Z" | "z" => Ok(Weighting::Z),
+        "A" | "a" => Ok(Weighting::A),
+        other => Err(format!("{other:?}: expected \"Z\" or \"A\"")),
     }
 }
 

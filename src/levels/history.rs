@@ -99,6 +99,7 @@ mod tests {
             af_max: a,
             af_min: Some(a),
             as_max: a,
+            bands: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! into dB with the full-scale-sine convention (a sine of amplitude 1.0 is 0 dBFS) plus the
 //! calibration offset.
 
+use super::bands::{BandBank, BandBlock, BandScale};
 use super::weighting::Weighter;
 
 /// Blocks per second (125 ms blocks).
@@ -38,6 +39,8 @@ pub struct Block {
     pub af_min: Option<f64>,
     /// Highest S-time-weighted A mean square in the block.
     pub as_max: f64,
+    /// The band mean squares, when the meter has bands.
+    pub bands: Option<BandBlock>,
 }
 
 impl Block {
@@ -68,6 +71,7 @@ pub struct Meter {
     block_start: u64,
     block_end: u64,
     acc: Acc,
+    bands: Option<Box<BandBank>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,9 +111,16 @@ impl Meter {
             block_start: 0,
             block_end: 0,
             acc: Acc::default(),
+            bands: None,
         };
         m.block_end = m.boundary();
         m
+    }
+
+    /// The same meter measuring `scale` bands too (each block then carries them).
+    pub fn with_bands(mut self, scale: BandScale) -> Self {
+        self.bands = Some(Box::new(BandBank::new(scale, self.rate)));
+        self
     }
 
     /// The sample rate the filters are designed for.
@@ -173,6 +184,9 @@ impl Meter {
         }
         acc.n += samples.len() as u64;
         self.samples += samples.len() as u64;
+        if let Some(b) = self.bands.as_mut() {
+            b.process(samples);
+        }
         (self.fast, self.slow, self.acc) = (fast, slow, acc);
     }
 
@@ -189,6 +203,7 @@ impl Meter {
             af_max: acc.af_max,
             af_min: acc.af_min,
             as_max: acc.as_max,
+            bands: self.bands.as_mut().map(|b| b.take()),
         };
         self.index += 1;
         self.block_start = self.samples;

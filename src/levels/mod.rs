@@ -5,6 +5,7 @@
 //! → [`Reporter`] (a [`LevelReport`] every interval), [`Limits`] (limit events) and
 //! [`History`] (the LAeq of sound events). [`LevelChain`] bundles them for `run`.
 
+pub mod bands;
 mod calibrate;
 mod clock;
 pub(crate) mod config;
@@ -23,7 +24,7 @@ pub use clock::{Clock, Period};
 pub use history::History;
 pub use limits::{in_window, parse_days, parse_hours, parse_schedule, LimitRule, Limits, Metric};
 pub use meter::{to_db, Block, Meter, BLOCKS_PER_S};
-pub use report::{exceeded, LevelReport, Levels, Reporter, Summary};
+pub use report::{exceeded, BandLevels, BandMap, LevelReport, Levels, Reporter, Summary};
 
 use crate::detect::Event;
 
@@ -40,6 +41,8 @@ pub struct LevelsConfig {
     pub stdout: bool,
     /// Time zone of the limit rules' hours and days.
     pub timezone: jiff::tz::TimeZone,
+    /// Octave or third-octave band levels in the reports, and their weighting (Z or A).
+    pub bands: Option<(bands::BandScale, weighting::Weighting)>,
     /// Limit rules.
     pub limits: Vec<LimitRule>,
 }
@@ -52,6 +55,7 @@ impl Default for LevelsConfig {
             offset_db: None,
             stdout: true,
             timezone: jiff::tz::TimeZone::UTC,
+            bands: None,
             limits: Vec::new(),
         }
     }
@@ -114,9 +118,17 @@ impl LevelChain {
             sensor.to_owned(),
             model.to_owned(),
         );
+        let mut meter = Meter::with_phase(rate, phase);
+        if let Some((scale, _)) = cfg.bands {
+            meter = meter.with_bands(scale);
+        }
+        let band_set = cfg
+            .bands
+            .map(|(scale, w)| bands::BandSet::new(scale, w, rate));
         Ok(Self {
-            meter: Meter::with_phase(rate, phase),
-            reporter: Reporter::new(cfg.interval, sensor, clock.clone(), cfg.offset_db),
+            meter,
+            reporter: Reporter::new(cfg.interval, sensor, clock.clone(), cfg.offset_db)
+                .with_bands(band_set),
             limits: Limits::new(cfg.limits.clone(), clock, cfg.offset_db, sensor, model),
             history: Arc::new(History::new(cfg.offset_db.unwrap_or(0.0), phase)),
             blocks: Vec::new(),

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
+use super::bands::BandSet;
 use super::clock::Clock;
+use super::weighting::Weighting;
 use super::meter::{to_db, Block, BLOCKS_PER_S};
 use crate::format::round3;
 
@@ -20,6 +22,8 @@ pub struct Summary {
     as_max: f64,
     /// Mean squares of the blocks (125 ms LAeq), for the percentiles.
     short: Vec<f64>,
+    /// Band mean squares × seconds, when the blocks carry bands.
+    bands: Vec<f64>,
 }
 
 /// The levels of an interval in dB (dB SPL when calibrated, else dBFS).
@@ -56,6 +60,37 @@ impl Summary {
             self.af_min = Some(self.af_min.map_or(m, |x| x.min(m)));
         }
         self.short.push(b.a);
+        if let Some(bands) = &b.bands {
+            let v = bands.values();
+            self.bands.resize(v.len(), 0.0);
+            for (sum, ms) in self.bands.iter_mut().zip(v) {
+                *sum += f64::from(*ms) * b.seconds;
+            }
+        }
+    }
+
+    /// The band levels in dB of `set` with the calibration `offset`; `None` without bands.
+    pub fn band_levels(&self, set: &BandSet, offset: f64) -> Option<BandLevels> {
+        if self.bands.len() != set.bands.len() {
+            return None;
+        }
+        let t = self.seconds.max(1e-12);
+        let leq = set
+            .bands
+            .iter()
+            .zip(&self.bands)
+            .enumerate()
+            .map(|(i, (band, e))| (band.nominal, round2(to_db(e / t, offset) + set.correction_db(i))))
+            .collect();
+        Some(BandLevels {
+            scale: set.scale.name(),
+            weighting: match set.weighting {
+                Weighting::A => "A",
+                Weighting::C => "C",
+                Weighting::Z => "Z",
+            },
+            leq: BandMap(leq),
+        })
     }
 
     /// True when nothing was added.
@@ -97,6 +132,33 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// The band levels of a report (`"bands"`): `{"scale": "third", "weighting": "Z", "leq":
+/// {"25": 41.2, "31.5": 40.8, …}}`, keyed by nominal mid-band frequency, lowest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandLevels {
+    /// "octave" or "third".
+    pub scale: &'static str,
+    /// "Z" (as filtered) or "A" (corrected at each mid-band frequency).
+    pub weighting: &'static str,
+    /// Leq of each band in dB.
+    pub leq: BandMap,
+}
+
+/// (nominal frequency, dB) pairs, written as a JSON object in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandMap(pub Vec<(&'static str, f64)>);
+
+impl Serialize for BandMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 /// One level report, as printed and published (`"type": "level"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LevelReport {
@@ -120,6 +182,9 @@ pub struct LevelReport {
     /// The levels.
     #[serde(flatten)]
     pub levels: Levels,
+    /// Octave or third-octave band levels, when `[levels] bands` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bands: Option<BandLevels>,
     /// True when a calibration offset is set (levels in dB SPL), false for dBFS.
     pub calibrated: bool,
     /// "dB" (SPL) when calibrated, "dBFS" otherwise.
@@ -136,6 +201,7 @@ pub struct Reporter {
     /// (period key, first block's start) of the interval in progress.
     current: Option<((i64, i64), f64)>,
     summary: Summary,
+    bands: Option<BandSet>,
 }
 
 impl Reporter {
@@ -155,7 +221,14 @@ impl Reporter {
             offset,
             current: None,
             summary: Summary::default(),
+            bands: None,
         }
+    }
+
+    /// Reports the band levels of `set` too (the meter must measure the same bands).
+    pub fn with_bands(mut self, set: Option<BandSet>) -> Self {
+        self.bands = set;
+        self
     }
 
     /// Adds a block; returns the report of the interval it ends (the block starts the next).
@@ -189,6 +262,10 @@ impl Reporter {
             end_offset_s: round3(end_s),
             interval_s: round3(summary.seconds),
             levels: summary.levels(self.offset.unwrap_or(0.0)),
+            bands: self
+                .bands
+                .as_ref()
+                .and_then(|set| summary.band_levels(set, self.offset.unwrap_or(0.0))),
             calibrated: self.offset.is_some(),
             unit: if self.offset.is_some() { "dB" } else { "dBFS" },
         }

@@ -50,8 +50,19 @@ pub struct Biquad {
 }
 
 impl Biquad {
-    fn new(b: [f64; 3], a: [f64; 2]) -> Self {
+    pub(crate) fn new(b: [f64; 3], a: [f64; 2]) -> Self {
         Self { b, a, s: [0.0; 2] }
+    }
+
+    /// The denominator (a1, a2).
+    pub(crate) fn a(&self) -> [f64; 2] {
+        self.a
+    }
+
+    /// The same section with its numerator times `g`.
+    pub(crate) fn scaled(mut self, g: f64) -> Self {
+        self.b = self.b.map(|b| b * g);
+        self
     }
 
     /// Filters one sample.
@@ -64,7 +75,7 @@ impl Biquad {
     }
 
     /// |H| at `f` Hz for sample rate `fs`.
-    fn gain(&self, f: f64, fs: f64) -> f64 {
+    pub(crate) fn gain(&self, f: f64, fs: f64) -> f64 {
         let w = 2.0 * PI * f / fs;
         let (c1, s1, c2, s2) = (w.cos(), -w.sin(), (2.0 * w).cos(), -(2.0 * w).sin());
         let num =
@@ -278,7 +289,7 @@ fn signed(x: f64) -> String {
 }
 
 /// Nominal names of the base-10 third-octave centres, 10 Hz to 20 kHz.
-const NOMINAL: [&str; 34] = [
+pub(crate) const NOMINAL: [&str; 34] = [
     "10", "12.5", "16", "20", "25", "31.5", "40", "50", "63", "80", "100", "125", "160", "200",
     "250", "315", "400", "500", "630", "800", "1000", "1250", "1600", "2000", "2500", "3150",
     "4000", "5000", "6300", "8000", "10000", "12500", "16000", "20000",
