@@ -50,6 +50,8 @@ fn resample(c: &mut Criterion) {
 /// F/S time weighting, 125 ms blocks, a report every second, one limit rule, the history.
 /// Time per iteration ÷ 1 s is the share of one core the meter costs.
 fn levels(c: &mut Criterion) {
+    use soundsentry::levels::bands::{BandBank, BandScale};
+    use soundsentry::levels::weighting::Weighting;
     let audio = noise(48_000);
     let mut cfg = soundsentry::levels::LevelsConfig {
         enabled: true,
@@ -77,6 +79,38 @@ fn levels(c: &mut Criterion) {
         .expect("rate");
         b.iter(|| chain.process(&audio, &mut |o| drop(std::hint::black_box(o))))
     });
+    // the same chain with band levels; and the band filters alone
+    for scale in [BandScale::Octave, BandScale::Third] {
+        let mut with = cfg.clone();
+        with.bands = Some((scale, Weighting::Z));
+        g.bench_function(format!("meter_48k_1s_{}", scale.name()), |b| {
+            let mut chain = soundsentry::levels::LevelChain::new(
+                &with,
+                48_000,
+                "bench",
+                "m",
+                jiff::Timestamp::now(),
+            )
+            .expect("rate");
+            b.iter(|| chain.process(&audio, &mut |o| drop(std::hint::black_box(o))))
+        });
+        g.bench_function(format!("bands_48k_1s_{}", scale.name()), |b| {
+            let mut bank = BandBank::new(scale, 48_000);
+            b.iter(|| {
+                bank.process(&audio);
+                std::hint::black_box(bank.take())
+            })
+        });
+    }
+    g.finish();
+    // designing the filters (once, when a stream starts)
+    let mut g = c.benchmark_group("levels_design");
+    g.sample_size(10);
+    for scale in [BandScale::Octave, BandScale::Third] {
+        g.bench_function(format!("bands_48k_{}", scale.name()), |b| {
+            b.iter(|| BandBank::new(scale, 48_000))
+        });
+    }
     g.finish();
 }
 

@@ -40,6 +40,9 @@ pub enum Command {
     /// Print the sound levels of a recording: one JSON line per interval (LAeq, LCeq, LZeq,
     /// LAFmax, LAFmin, LASmax, LA10, LA90), as `run` reports them.
     Levels(LevelsArgs),
+    /// Daily noise reports (HTML with charts, CSV tables) from the history (`[history]`), a
+    /// daemon's JSON lines, or a recording.
+    Report(ReportArgs),
     /// Measure a sound calibrator (94 dB, 1 kHz) and print the calibration offset for
     /// `[levels] offset_db`: from a recording, or listening to the source of a configuration.
     Calibrate(CalibrateArgs),
@@ -256,6 +259,40 @@ pub enum BandScaleArg {
     Octave,
     /// One-third-octave bands.
     Third,
+}
+
+/// The arguments of `soundsentry report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The daemon's configuration: its `[history]` file, time zone, limits and periods.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A history file to read instead of the configuration's `[history] path`.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Read the daemon's JSON lines (its stdout: level reports and events) from this file
+    /// instead of a history.
+    #[arg(long, conflicts_with_all = ["history", "file"])]
+    pub lines: Option<PathBuf>,
+    /// Analyse this recording (with the configuration's model and levels) and report it; its
+    /// history is kept in OUT/history.sqlite.
+    #[arg(long, conflicts_with = "history", requires = "config")]
+    pub file: Option<PathBuf>,
+    /// With --file: when the recording began (RFC 3339, e.g. 2026-12-01T07:00:00+01:00);
+    /// default: now.
+    #[arg(long, requires = "file")]
+    pub start: Option<String>,
+    /// First day: YYYY-MM-DD, `today`, `yesterday` or `-Nd` (N days before today); default:
+    /// the first day of the data for --lines and --file, else yesterday.
+    #[arg(long, allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// Last day (same forms); default: the last day of the data for --lines and --file, else
+    /// the --from day (or yesterday).
+    #[arg(long, allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// Where the reports go: a folder per day and index.html.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// The arguments of `soundsentry calibrate`.

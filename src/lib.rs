@@ -39,6 +39,7 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod archive;
 pub mod audio;
 pub mod capture;
 pub mod classify;
@@ -62,6 +63,7 @@ pub mod npy;
 pub mod pipeline;
 pub mod plot;
 pub mod recorder;
+pub mod report;
 pub mod source;
 pub mod stats;
 pub mod web;

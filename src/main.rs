@@ -32,6 +32,7 @@ fn main() {
         Command::TrainHead(args) => commands::train_head(args),
         Command::Eval(args) => commands::eval(args),
         Command::Levels(args) => commands::levels(args),
+        Command::Report(args) => commands::report(args),
         Command::Calibrate(args) => commands::calibrate(args),
         Command::CheckConfig(args) => match args.config.as_ref().or(args.config_flag.as_ref()) {
             Some(path) => commands::check_config(path),

@@ -79,7 +79,11 @@ fn band_filters_measured_with_sines_meet_iec_61260_class_1() {
         );
         // a sine at a band's mid-band frequency reads its level within 0.1 dB
         for (band, db) in bands(scale, rate).iter().zip(&check.centre_db) {
-            assert!(db.abs() <= 0.1, "{} Hz at {rate} Hz: {db:+.3} dB", band.nominal);
+            assert!(
+                db.abs() <= 0.1,
+                "{} Hz at {rate} Hz: {db:+.3} dB",
+                band.nominal
+            );
         }
         if rate == 48_000 {
             fresh = with_table(&fresh, scale.name(), &table);
@@ -143,23 +147,43 @@ fn pink_noise_gives_equal_third_octave_bands() {
     let reports = levels_of(&f, &["--interval", "30s", "--bands", "third"]);
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
-    assert_eq!((r["bands"]["scale"].as_str(), r["bands"]["weighting"].as_str()), (Some("third"), Some("Z")));
+    assert_eq!(
+        (
+            r["bands"]["scale"].as_str(),
+            r["bands"]["weighting"].as_str()
+        ),
+        (Some("third"), Some("Z"))
+    );
     let bands = band_leq(r);
     let names: Vec<&str> = bands.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names.len(), 30);
-    assert!(names.contains(&"25") && names.contains(&"20000"), "{names:?}");
+    assert!(
+        names.contains(&"25") && names.contains(&"20000"),
+        "{names:?}"
+    );
     let mean = bands.iter().map(|b| b.1).sum::<f64>() / bands.len() as f64;
     let spread = bands.iter().map(|b| (b.1 - mean).abs()).fold(0.0, f64::max);
     println!("pink noise: 30 bands within ±{spread:.2} dB of their mean {mean:.2} dB");
     for (name, db) in &bands {
-        assert!((db - mean).abs() <= 0.5, "{name} Hz: {db} dB vs the mean {mean:.2}: {bands:?}");
+        assert!(
+            (db - mean).abs() <= 0.5,
+            "{name} Hz: {db} dB vs the mean {mean:.2}: {bands:?}"
+        );
     }
     // the 30 bands hold the whole power (their skirts overlap a little: class 1 allows the
     // effective bandwidth 0.4 dB over the nominal)
-    let total = 10.0 * bands.iter().map(|b| 10f64.powf(b.1 / 10.0)).sum::<f64>().log10();
+    let total = 10.0
+        * bands
+            .iter()
+            .map(|b| 10f64.powf(b.1 / 10.0))
+            .sum::<f64>()
+            .log10();
     let lzeq = num(r, "lzeq");
     println!("pink noise: the bands sum to {total:.2} dB, LZeq {lzeq} dB");
-    assert!((total - lzeq).abs() <= 0.4, "bands {total:.2} dB vs LZeq {lzeq} dB");
+    assert!(
+        (total - lzeq).abs() <= 0.4,
+        "bands {total:.2} dB vs LZeq {lzeq} dB"
+    );
 }
 
 #[test]
@@ -178,7 +202,14 @@ fn a_sine_reads_its_level_in_its_band_and_a_weighting_corrects_at_mid_band() {
     for (weighting, low) in [("Z", -20.0), ("A", -20.0 + a_low)] {
         let reports = levels_of(
             &f,
-            &["--interval", "2s", "--bands", "octave", "--bands-weighting", weighting],
+            &[
+                "--interval",
+                "2s",
+                "--bands",
+                "octave",
+                "--bands-weighting",
+                weighting,
+            ],
         );
         // the second interval: every filter has settled
         let bands = band_leq(&reports[1]);
@@ -186,9 +217,17 @@ fn a_sine_reads_its_level_in_its_band_and_a_weighting_corrects_at_mid_band() {
         assert!((at("1000") + 20.0).abs() <= 0.1, "{weighting}: {bands:?}");
         assert!((at("125") - low).abs() <= 0.15, "{weighting}: {bands:?}");
         // the octave between them is far below (both tones ≥ 1 octave away)
-        assert!(at("250") < -35.0 && at("500") < -35.0, "{weighting}: {bands:?}");
+        assert!(
+            at("250") < -35.0 && at("500") < -35.0,
+            "{weighting}: {bands:?}"
+        );
     }
-    let bad = bin().arg("levels").arg(&f).args(["--bands", "fifth"]).output().expect("run");
+    let bad = bin()
+        .arg("levels")
+        .arg(&f)
+        .args(["--bands", "fifth"])
+        .output()
+        .expect("run");
     assert!(!bad.status.success());
 }
 

@@ -3,11 +3,13 @@
 mod embed;
 mod eval;
 mod levels;
+mod report;
 mod train_head;
 
 pub use embed::embed;
 pub use eval::eval;
 pub use levels::{calibrate, levels};
+pub use report::report;
 pub use train_head::train_head;
 
 use std::io::Write;

@@ -65,6 +65,8 @@ pub struct Config {
     pub clips: crate::recorder::ClipsSettings,
     /// What speech withholds (`[privacy]`).
     pub privacy: crate::recorder::PrivacySettings,
+    /// The local history (`[history]`); on when `path` is set.
+    pub history: crate::archive::HistorySettings,
 }
 
 /// The `[detect]` table, validated; label names are resolved against the model later.

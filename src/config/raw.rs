@@ -20,6 +20,7 @@ pub struct Raw {
     pub http: crate::web::config::RawHttp,
     pub clips: crate::recorder::config::RawClips,
     pub privacy: crate::recorder::config::RawPrivacy,
+    pub history: crate::archive::config::RawHistory,
 }
 
 #[derive(Debug, Deserialize)]

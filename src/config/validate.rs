@@ -96,6 +96,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
     let level_triggers = level_triggers(&raw.detect.level, levels.enabled, &mut err);
     let clips = crate::recorder::config::validate_clips(&raw.clips, base, &mut err);
     let privacy = crate::recorder::config::validate_privacy(&raw.privacy, &mut err);
+    let history = crate::archive::config::validate(&raw.history, base, &mut err);
     let cfg = Config {
         sensor_id,
         model,
@@ -118,6 +119,7 @@ pub(super) fn validate(raw: Raw, base: &Path) -> (Config, Unread, Errors) {
         http,
         clips,
         privacy,
+        history,
     };
     let unread = Unread {
         host_sensor_id,

@@ -14,6 +14,17 @@ pub enum EventState {
     End,
 }
 
+impl EventState {
+    /// "start", "update" or "end", as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Update => "update",
+            Self::End => "end",
+        }
+    }
+}
+
 /// What raised an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,6 +35,17 @@ pub enum EventKind {
     Limit,
     /// A level held above a threshold (`[[detect.level]]`).
     Level,
+}
+
+impl EventKind {
+    /// "sound", "limit" or "level", as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sound => "sound",
+            Self::Limit => "limit",
+            Self::Level => "level",
+        }
+    }
 }
 
 /// The figures of a limit event.

@@ -8,6 +8,7 @@ use super::bands::BandScale;
 use super::weighting::Weighting;
 use super::{parse_schedule, LevelsConfig, LimitRule, Metric};
 use crate::config::values::duration;
+use crate::report::periods::NamedPeriod;
 
 /// `[levels]`.
 #[derive(Debug, Deserialize)]
@@ -20,7 +21,18 @@ pub struct RawLevels {
     pub timezone: Option<String>,
     pub bands: String,
     pub bands_weighting: String,
+    pub night_lamax_db: Option<f64>,
+    pub period: Vec<RawPeriod>,
     pub limit: Vec<RawLimit>,
+}
+
+/// `[[levels.period]]`: a named part of the day for reports and Lden.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawPeriod {
+    pub name: Option<String>,
+    pub hours: Option<String>,
+    pub penalty_db: f64,
 }
 
 impl Default for RawLevels {
@@ -33,6 +45,8 @@ impl Default for RawLevels {
             timezone: None,
             bands: "off".into(),
             bands_weighting: "Z".into(),
+            night_lamax_db: None,
+            period: Vec::new(),
             limit: Vec::new(),
         }
     }
@@ -167,6 +181,54 @@ pub(crate) fn validate(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Le
         err("levels.bands_weighting", e);
         Weighting::Z
     });
+    let mut periods = Vec::new();
+    for (i, p) in raw.period.iter().enumerate() {
+        let key = format!("levels.period[{i}]");
+        let name = p.name.clone().unwrap_or_default();
+        if name.trim().is_empty() {
+            err(&format!("{key}.name"), "missing: e.g. \"day\"".into());
+        } else if periods.iter().any(|q: &NamedPeriod| q.name == name) {
+            err(
+                &format!("{key}.name"),
+                format!("{name:?} is used by another period"),
+            );
+        }
+        let hours = match p.hours.as_deref().map(super::parse_hours) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                err(&format!("{key}.hours"), e);
+                (0, 0)
+            }
+            None => {
+                err(
+                    &format!("{key}.hours"),
+                    "missing: e.g. \"07:00-19:00\"".into(),
+                );
+                (0, 0)
+            }
+        };
+        if !p.penalty_db.is_finite() || !(0.0..=20.0).contains(&p.penalty_db) {
+            err(
+                &format!("{key}.penalty_db"),
+                format!("{} must be from 0 to 20", p.penalty_db),
+            );
+        }
+        periods.push(NamedPeriod {
+            name,
+            hours,
+            penalty_db: p.penalty_db,
+        });
+    }
+    if periods.is_empty() {
+        periods = crate::report::periods::eu_periods();
+    }
+    let night_lamax_db = raw.night_lamax_db.filter(|v| {
+        let ok = v.is_finite();
+        if !ok {
+            err("levels.night_lamax_db", format!("{v} is not a level"));
+        }
+        ok
+    });
     LevelsConfig {
         enabled: raw.enabled,
         interval,
@@ -174,6 +236,8 @@ pub(crate) fn validate(raw: &RawLevels, err: &mut dyn FnMut(&str, String)) -> Le
         stdout: raw.stdout,
         timezone,
         bands: bands.map(|scale| (scale, bands_weighting)),
+        periods,
+        night_lamax_db,
         limits,
     }
 }

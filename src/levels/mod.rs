@@ -43,6 +43,10 @@ pub struct LevelsConfig {
     pub timezone: jiff::tz::TimeZone,
     /// Octave or third-octave band levels in the reports, and their weighting (Z or A).
     pub bands: Option<(bands::BandScale, weighting::Weighting)>,
+    /// Named parts of the day for reports and Lden (default: the EU's day, evening, night).
+    pub periods: Vec<crate::report::periods::NamedPeriod>,
+    /// LAFmax over this counts as a loud event at night (reports).
+    pub night_lamax_db: Option<f64>,
     /// Limit rules.
     pub limits: Vec<LimitRule>,
 }
@@ -56,6 +60,8 @@ impl Default for LevelsConfig {
             stdout: true,
             timezone: jiff::tz::TimeZone::UTC,
             bands: None,
+            periods: crate::report::periods::eu_periods(),
+            night_lamax_db: None,
             limits: Vec::new(),
         }
     }

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::bands::BandSet;
 use super::clock::Clock;
-use super::weighting::Weighting;
 use super::meter::{to_db, Block, BLOCKS_PER_S};
+use super::weighting::Weighting;
 use crate::format::round3;
 
 /// Running sums of the blocks of one interval.
@@ -80,7 +80,12 @@ impl Summary {
             .iter()
             .zip(&self.bands)
             .enumerate()
-            .map(|(i, (band, e))| (band.nominal, round2(to_db(e / t, offset) + set.correction_db(i))))
+            .map(|(i, (band, e))| {
+                (
+                    band.nominal,
+                    round2(to_db(e / t, offset) + set.correction_db(i)),
+                )
+            })
             .collect();
         Some(BandLevels {
             scale: set.scale.name(),

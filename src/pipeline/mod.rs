@@ -17,6 +17,7 @@ use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use crate::analysis::{Analyzer, Window};
+use crate::archive::{Archive, Row};
 use crate::config::{Config, SourceConfig};
 use crate::detect::{Detector, EventStamp, Watch};
 use crate::levels::LevelChain;
@@ -60,6 +61,8 @@ pub struct Control {
     pub reload: std::sync::Arc<AtomicBool>,
     /// The configuration file a reload reads.
     pub config: Option<std::path::PathBuf>,
+    /// When the stream began (default: now); `report --file` places a recording in time.
+    pub start: Option<jiff::Timestamp>,
 }
 
 /// Runs the configured source through the model and detector until the source ends or
@@ -80,7 +83,7 @@ pub fn run(
     let stamp = EventStamp {
         sensor: cfg.sensor_id.clone(),
         model: model.name().to_owned(),
-        stream_start: jiff::Timestamp::now(),
+        stream_start: control.start.unwrap_or_else(jiff::Timestamp::now),
         tz: cfg.levels.timezone.clone(),
     };
     let levels = match cfg.levels.enabled {
@@ -101,6 +104,21 @@ pub fn run(
     let privacy = Privacy::resolve(cfg, model, &watches)?;
     check_clip_labels(cfg, &watches)?;
     let recorder = crate::recorder::Recorder::start(&cfg.clips, cfg.privacy.clips, rate);
+    let archive = Archive::open(&cfg.history)?;
+    if let Some(a) = &archive {
+        a.record(Row::Note(
+            stamp.stream_start.as_millisecond() as f64 / 1000.0,
+            "start",
+            serde_json::json!({
+                "sensor": cfg.sensor_id, "model": model.name(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "offset_db": cfg.levels.offset_db, "calibrated": cfg.levels.offset_db.is_some(),
+                "levels": cfg.levels.enabled,
+                "interval_s": cfg.levels.interval.as_secs_f64(),
+            })
+            .to_string(),
+        ));
+    }
     let health = std::sync::Arc::new(Health::default());
     let mqtt = match &cfg.mqtt.url {
         Some(_) => {
@@ -173,6 +191,7 @@ pub fn run(
             live: live.as_deref(),
             recorder: recorder.as_ref(),
             suppressed: &privacy.suppressed,
+            archive: archive.as_ref(),
         };
         // Level reports and limit events come from this (the analysis) thread.
         let level_tx = line_tx.clone();
@@ -258,6 +277,21 @@ pub fn run(
             removed_total = c.removed_total.load(Ordering::Relaxed),
             "clips"
         );
+    }
+    if let Some(a) = archive {
+        let restarts = health.source.restarts_total.load(Ordering::Relaxed);
+        let detail = serde_json::json!({
+            "source_restarts_total": restarts,
+            "overruns_total": health.source.overruns_total.load(Ordering::Relaxed),
+            "ok": result.is_ok(),
+        });
+        // a recording placed in time stops where its audio ends
+        let at = match (&control.start, &result) {
+            (Some(s), Ok(stats)) => s.as_millisecond() as f64 / 1000.0 + stats.audio_s,
+            _ => crate::archive::now(),
+        };
+        a.record(Row::Note(at, "stop", detail.to_string()));
+        a.finish();
     }
     if let Some(s) = server {
         s.stop();

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use crate::analysis::WindowScores;
+use crate::archive::{Archive, Row};
 use crate::detect::Event;
 use crate::levels::LevelReport;
 use crate::model::Model;
@@ -33,6 +34,8 @@ pub(super) struct Sinks<'a> {
     pub recorder: Option<&'a crate::recorder::Recorder>,
     /// Watches whose events are not published (`[privacy] publish = false`).
     pub suppressed: &'a std::collections::HashSet<String>,
+    /// The local history.
+    pub archive: Option<&'a Archive>,
 }
 
 /// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
@@ -56,13 +59,13 @@ pub(super) fn write_lines(
                 }
                 seq += 1;
                 e.seq = seq;
-                emit(&*e, sinks.events, sinks.mqtt, &mut out)?;
+                emit(&*e, sinks.events, &sinks, &mut out)?;
                 if let Some(l) = sinks.live {
                     l.event(&e);
                 }
             }
             Line::Level(r) => {
-                emit(&*r, sinks.levels, sinks.mqtt, &mut out)?;
+                emit(&*r, sinks.levels, &sinks, &mut out)?;
                 if let Some(l) = sinks.live {
                     l.level(&r);
                 }
@@ -84,14 +87,19 @@ pub(super) fn write_lines(
     Ok(out.flush()?)
 }
 
-/// An event or a level report: to MQTT first, then on stdout when `print` says so.
+/// An event or a level report: into the history first, then to MQTT, then on stdout when
+/// `print` says so.
 trait Published: serde::Serialize {
     fn to_mqtt(&self, mqtt: &Mqtt);
+    fn row(&self, line: String) -> Row;
 }
 
 impl Published for Event {
     fn to_mqtt(&self, mqtt: &Mqtt) {
         mqtt.event(self);
+    }
+    fn row(&self, line: String) -> Row {
+        Row::Event(Box::new(self.clone()), line)
     }
 }
 
@@ -99,19 +107,29 @@ impl Published for LevelReport {
     fn to_mqtt(&self, mqtt: &Mqtt) {
         mqtt.level(self);
     }
+    fn row(&self, line: String) -> Row {
+        Row::Level(Box::new(self.clone()), line)
+    }
 }
 
 fn emit(
     msg: &impl Published,
     print: bool,
-    mqtt: Option<&Mqtt>,
+    sinks: &Sinks,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    if let Some(m) = mqtt {
+    let line = match (print, sinks.archive) {
+        (false, None) => String::new(),
+        _ => serde_json::to_string(msg)?,
+    };
+    if let Some(a) = sinks.archive {
+        a.record(msg.row(line.clone()));
+    }
+    if let Some(m) = sinks.mqtt {
         msg.to_mqtt(m);
     }
     if print {
-        serde_json::to_writer(&mut *out, msg)?;
+        out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
     }
     Ok(())

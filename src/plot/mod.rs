@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod map;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;

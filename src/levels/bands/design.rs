@@ -96,12 +96,18 @@ const CLASS1: [(f64, f64, Option<f64>); 9] = [
 
 /// The class 1 breakpoints from G^−4 to G^4 (17 of them).
 pub fn class1() -> Vec<Breakpoint> {
-    let up = CLASS1.iter().map(|&(e, min_db, max_db)| Breakpoint { e, min_db, max_db });
-    let down = CLASS1.iter().skip(1).rev().map(|&(e, min_db, max_db)| Breakpoint {
-        e: -e,
-        min_db,
-        max_db,
-    });
+    let up = CLASS1
+        .iter()
+        .map(|&(e, min_db, max_db)| Breakpoint { e, min_db, max_db });
+    let down = CLASS1
+        .iter()
+        .skip(1)
+        .rev()
+        .map(|&(e, min_db, max_db)| Breakpoint {
+            e: -e,
+            min_db,
+            max_db,
+        });
     down.chain(up).collect()
 }
 
@@ -140,7 +146,10 @@ pub fn tuned_band_pass(centre: f64, b: u32, r: f64) -> [Biquad; 3] {
         .flat_map(|q| {
             let [a1, a2] = q.a();
             let rho = a2.sqrt();
-            [(1.0 - rho).ln(), (-a1 / (2.0 * rho)).clamp(-1.0, 1.0).acos()]
+            [
+                (1.0 - rho).ln(),
+                (-a1 / (2.0 * rho)).clamp(-1.0, 1.0).acos(),
+            ]
         })
         .collect();
     let mut best = (fit.score(&exact), exact);
@@ -255,7 +264,11 @@ fn nelder_mead(f: impl Fn(&[f64]) -> f64, x0: &[f64], iterations: usize) -> Vec<
         if yr < simplex[0].1 {
             let expanded = at(&centroid, &worst.0, -2.0);
             let ye = f(&expanded);
-            simplex[n] = if ye < yr { (expanded, ye) } else { (reflected, yr) };
+            simplex[n] = if ye < yr {
+                (expanded, ye)
+            } else {
+                (reflected, yr)
+            };
         } else if yr < simplex[n - 1].1 {
             simplex[n] = (reflected, yr);
         } else {
@@ -285,7 +298,12 @@ mod tests {
         // third-octave band edges are G^(±1/6); the octave's G¹ … G⁴ points fall at
         // 1.2944, 1.8817, 3.0537 and 5.3919 × the mid-band frequency of a third-octave
         assert!((omega(0.5, 3) - G.powf(1.0 / 6.0)).abs() < 1e-12);
-        for (e, want) in [(1.0, 1.294_37), (2.0, 1.881_73), (3.0, 3.053_65), (4.0, 5.391_95)] {
+        for (e, want) in [
+            (1.0, 1.294_37),
+            (2.0, 1.881_73),
+            (3.0, 3.053_65),
+            (4.0, 5.391_95),
+        ] {
             assert!((omega(e, 3) - want).abs() < 1e-4, "{e}: {}", omega(e, 3));
         }
         assert!((omega(-0.125, 3) - 0.974_02).abs() < 1e-5);

@@ -197,7 +197,11 @@ impl BandBank {
             let through: f64 = stages[..k]
                 .iter()
                 .flat_map(|s| s.next.iter().flatten())
-                .zip(stages[..k].iter().flat_map(|s| std::iter::repeat_n(s.rate, 4)))
+                .zip(
+                    stages[..k]
+                        .iter()
+                        .flat_map(|s| std::iter::repeat_n(s.rate, 4)),
+                )
                 .map(|(q, r)| q.gain(b.centre, r))
                 .product();
             q[0] = q[0].scaled(1.0 / through);
@@ -267,17 +271,21 @@ mod tests {
 
     #[test]
     fn the_bands_fit_the_rate() {
-        let names = |s, r| {
-            bands(s, r)
-                .iter()
-                .map(|b| b.nominal)
-                .collect::<Vec<_>>()
-        };
+        let names = |s, r| bands(s, r).iter().map(|b| b.nominal).collect::<Vec<_>>();
         let third48 = names(BandScale::Third, 48_000);
-        assert_eq!((third48[0], *third48.last().unwrap()), ("25", "20000"));
+        assert_eq!(
+            (third48[0], *third48.last().expect("a band")),
+            ("25", "20000")
+        );
         assert_eq!(third48.len(), 30);
-        assert_eq!(*names(BandScale::Third, 16_000).last().unwrap(), "6300");
-        assert_eq!(*names(BandScale::Third, 44_100).last().unwrap(), "16000");
+        assert_eq!(
+            *names(BandScale::Third, 16_000).last().expect("a band"),
+            "6300"
+        );
+        assert_eq!(
+            *names(BandScale::Third, 44_100).last().expect("a band"),
+            "16000"
+        );
         let oct = names(BandScale::Octave, 48_000);
         assert_eq!(oct.first(), Some(&"31.5"));
         assert_eq!(oct.last(), Some(&"16000"));
@@ -289,7 +297,7 @@ mod tests {
         let rates = bank.stage_rates();
         assert_eq!(rates[0], 48_000.0);
         // 25 Hz (upper edge 28.2 Hz) runs at 187.5 Hz
-        assert_eq!(*rates.last().unwrap(), 187.5);
+        assert_eq!(*rates.last().expect("a stage"), 187.5);
         let per_stage: Vec<usize> = bank.stages.iter().map(|s| s.filters.len()).collect();
         assert_eq!(per_stage.iter().sum::<usize>(), 30);
         assert!(per_stage[1..].iter().all(|&n| n == 3), "{per_stage:?}");
