@@ -21,6 +21,7 @@ mod mqtt_outage;
 mod outbox_disk;
 mod own_sounds;
 mod pipeline_run;
+mod report;
 mod signals;
 mod sources;
 mod streaming;

@@ -208,3 +208,72 @@ impl Picture {
         self.pixels.iter().filter(|&&p| p == rgb).count()
     }
 }
+
+/// A headless Debian chromium (its profile in `dir`) with a tab that records console errors,
+/// log errors and uncaught exceptions into the returned list.
+pub fn chromium(
+    dir: &std::path::Path,
+) -> (
+    headless_chrome::Browser,
+    std::sync::Arc<headless_chrome::Tab>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use headless_chrome::protocol::cdp::types::Event;
+    use headless_chrome::protocol::cdp::{Log, Runtime};
+    use std::sync::{Arc, Mutex};
+    let path = std::path::PathBuf::from("/usr/bin/chromium");
+    assert!(
+        path.exists(),
+        "Debian's chromium is needed for the page tests (apt-get install chromium; .ci/run does)"
+    );
+    let args: Vec<&std::ffi::OsStr> = [
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+    ]
+    .iter()
+    .map(std::ffi::OsStr::new)
+    .collect();
+    let browser = headless_chrome::Browser::new(headless_chrome::LaunchOptions {
+        path: Some(path),
+        headless: true,
+        sandbox: false,
+        window_size: Some((1200, 1100)),
+        user_data_dir: Some(dir.join("chromium")),
+        args,
+        idle_browser_timeout: std::time::Duration::from_secs(120),
+        ..Default::default()
+    })
+    .expect("chromium starts");
+    let tab = browser.new_tab().expect("tab");
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    tab.enable_log().expect("log");
+    tab.enable_runtime().expect("runtime");
+    let seen = errors.clone();
+    tab.add_event_listener(Arc::new(move |event: &Event| {
+        let msg = match event {
+            Event::LogEntryAdded(e) => {
+                let entry = &e.params.entry;
+                matches!(entry.level, Log::LogEntryLevel::Error)
+                    .then(|| format!("log: {}", entry.text))
+            }
+            Event::RuntimeExceptionThrown(e) => {
+                Some(format!("exception: {}", e.params.exception_details.text))
+            }
+            Event::RuntimeConsoleAPICalled(e) => matches!(
+                e.params.Type,
+                Runtime::ConsoleAPICalledEventTypeOption::Error
+            )
+            .then(|| "console.error".to_owned()),
+            _ => None,
+        };
+        if let Some(m) = msg {
+            seen.lock().expect("lock").push(m);
+        }
+    }))
+    .expect("listener");
+    (browser, tab, errors)
+}

@@ -345,11 +345,6 @@ fn slow_reader(port: u16, stop: Arc<Mutex<bool>>) -> std::thread::JoinHandle<usi
 
 #[test]
 fn issue_29_a_real_browser_renders_the_page_of_a_running_daemon() {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    assert!(
-        chromium.exists(),
-        "Debian's chromium is needed for the page test (apt-get install chromium; .ci/run does)"
-    );
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let daemon = replay_demo(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), port);
@@ -366,62 +361,7 @@ fn issue_29_a_real_browser_renders_the_page_of_a_running_daemon() {
     assert_eq!(get(port, "/api/levels?since=yesterday", None).0, 400);
     assert_eq!(get(port, "/nothing", None).0, 404);
 
-    let user_data = dir.path().join("chromium");
-    let args: Vec<&std::ffi::OsStr> = [
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-    ]
-    .iter()
-    .map(std::ffi::OsStr::new)
-    .collect();
-    let browser = headless_chrome::Browser::new(headless_chrome::LaunchOptions {
-        path: Some(chromium),
-        headless: true,
-        sandbox: false,
-        window_size: Some((1200, 1100)),
-        user_data_dir: Some(user_data),
-        args,
-        idle_browser_timeout: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .expect("chromium starts");
-    let tab = browser.new_tab().expect("tab");
-    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    tab.enable_log().expect("log");
-    tab.enable_runtime().expect("runtime");
-    let seen = errors.clone();
-    tab.add_event_listener(Arc::new(
-        move |event: &headless_chrome::protocol::cdp::types::Event| {
-            use headless_chrome::protocol::cdp::types::Event;
-            let msg = match event {
-                Event::LogEntryAdded(e) => {
-                    let entry = &e.params.entry;
-                    matches!(
-                        entry.level,
-                        headless_chrome::protocol::cdp::Log::LogEntryLevel::Error
-                    )
-                    .then(|| format!("log: {}", entry.text))
-                }
-                Event::RuntimeExceptionThrown(e) => {
-                    Some(format!("exception: {}", e.params.exception_details.text))
-                }
-                Event::RuntimeConsoleAPICalled(e) => matches!(
-                    e.params.Type,
-                    headless_chrome::protocol::cdp::Runtime::ConsoleAPICalledEventTypeOption::Error
-                )
-                .then(|| "console.error".to_owned()),
-                _ => None,
-            };
-            if let Some(m) = msg {
-                seen.lock().expect("lock").push(m);
-            }
-        },
-    ))
-    .expect("listener");
+    let (browser, tab, errors) = crate::util::chromium(dir.path());
     tab.navigate_to(&format!("http://127.0.0.1:{port}/"))
         .expect("navigate")
         .wait_until_navigated()

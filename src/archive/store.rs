@@ -104,7 +104,17 @@ pub fn import(db: &mut Connection, text: &str) -> anyhow::Result<(usize, usize)>
             .map_err(|e| anyhow::anyhow!("line {}: not JSON ({e})", i + 1))?;
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         let f = |k: &str| v[k].as_f64();
+        let need = |keys: &[&str], what: &str| -> anyhow::Result<()> {
+            match keys.iter().find(|k| v[**k].is_null()) {
+                Some(k) => anyhow::bail!("line {}: {what} without {k:?}", i + 1),
+                None => Ok(()),
+            }
+        };
         if v["type"] == "level" {
+            need(
+                &["start", "end", "interval_s", "laeq", "lamax"],
+                "a level report",
+            )?;
             tx.execute(
                 "INSERT INTO levels (sensor, start_unix, end_unix, interval_s, laeq, lceq, lzeq, \
                  lamax, lamin, lasmax, la10, la90, calibrated, line) \
@@ -128,6 +138,7 @@ pub fn import(db: &mut Connection, text: &str) -> anyhow::Result<(usize, usize)>
             )?;
             levels += 1;
         } else if v["id"].is_string() && v["state"].is_string() {
+            need(&["label", "kind", "start"], "an event")?;
             tx.execute(
                 "INSERT INTO events (event_id, kind, label, state, start_unix, end_unix, line) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -261,7 +272,13 @@ fn delete_before(db: &mut Connection, cut: f64) -> rusqlite::Result<u64> {
     n += tx.execute("DELETE FROM notes WHERE time_unix < ?1", [cut])?;
     tx.commit()?;
     if n > 0 {
-        db.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        // the pragma frees a page per step: step it to the end
+        let mut vacuum = db.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = vacuum.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(vacuum);
+        db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
     Ok(n as u64)
 }

@@ -68,21 +68,32 @@ impl Figure for LevelHistory {
                     .map(|&(a, b)| Rectangle::new([(a, lo), (b, hi)], shade)),
             )
             .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                self.lamax.iter().copied(),
-                colour(1).mix(0.8).stroke_width(1),
-            ))
-            .map_err(err)?
-            .label("LAFmax")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], colour(1).stroke_width(2)));
-        // LAeq as steps: each report holds its level over its interval
-        let steps = self.laeq.iter().flat_map(|&(a, b, v)| [(a, v), (b, v)]);
-        chart
-            .draw_series(LineSeries::new(steps, colour(0).stroke_width(2)))
-            .map_err(err)?
-            .label("LAeq")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], colour(0).stroke_width(2)));
+        // LAeq as steps (each report holds its level over its interval), LAFmax at the
+        // reports' starts; both broken where reports are missing
+        let pieces = split(&self.laeq);
+        for (k, piece) in pieces.iter().enumerate() {
+            let max = piece.iter().map(|&(a, _, _)| {
+                let at = self.lamax.iter().find(|m| (m.0 - a).abs() < 1e-9);
+                (a, at.map_or(f64::NAN, |m| m.1))
+            });
+            let s = chart
+                .draw_series(LineSeries::new(max, colour(1).mix(0.8).stroke_width(1)))
+                .map_err(err)?;
+            if k == 0 {
+                s.label("LAFmax").legend(|(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour(1).stroke_width(2))
+                });
+            }
+            let steps = piece.iter().flat_map(|&(a, b, v)| [(a, v), (b, v)]);
+            let s = chart
+                .draw_series(LineSeries::new(steps, colour(0).stroke_width(2)))
+                .map_err(err)?;
+            if k == 0 {
+                s.label("LAeq").legend(|(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour(0).stroke_width(2))
+                });
+            }
+        }
         for (i, (name, t)) in self.limits.iter().enumerate() {
             let c = colour(3 + i);
             chart
@@ -101,6 +112,18 @@ impl Figure for LevelHistory {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// Runs of contiguous intervals (a gap of more than a second splits them).
+fn split(steps: &[(f64, f64, f64)]) -> Vec<Vec<(f64, f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64, f64)>> = Vec::new();
+    for &s in steps {
+        match out.last_mut() {
+            Some(run) if run.last().is_some_and(|p| s.0 - p.1 <= 1.0 / 3600.0) => run.push(s),
+            _ => out.push(vec![s]),
+        }
+    }
+    out
 }
 
 /// Band levels of a few periods, one line each over the bands.
