@@ -357,7 +357,14 @@ fn issue_30_a_synthetic_days_report_has_the_known_figures_and_renders() {
     );
     // the page: its charts embedded, the gap named
     let html = std::fs::read_to_string(day.join("report.html")).expect("report");
-    for chart in ["levels.png", "events.png"] {
+    // the loudest quarter-hours are the loud hour's, their 63 Hz band on top
+    let spectrum = csv(&day.join("spectrum.csv"));
+    assert_eq!(spectrum.len(), 3);
+    for q in &spectrum {
+        assert!(q[0].starts_with("2026-12-01T10:"), "{q:?}");
+        assert_eq!((q[1].as_str(), q[2].as_str(), q[3].as_str()), ("70.00", "78.00", "70.00"));
+    }
+    for chart in ["levels.png", "spectrum.png", "events.png"] {
         assert!(html.contains(&format!("data-chart=\"{chart}\"")), "{chart}");
     }
     assert!(html.contains("<td>15:00</td><td>15:30</td><td class=\"l\">no measurements</td>"));
@@ -379,7 +386,7 @@ fn issue_30_a_synthetic_days_report_has_the_known_figures_and_renders() {
         eval("JSON.stringify([...document.images].map(i => i.complete ? i.naturalWidth : 0))");
     assert_eq!(
         widths.as_str(),
-        Some("[1100,1100]"),
+        Some("[1100,1100,1100]"),
         "charts decoded by the browser"
     );
     assert_eq!(
@@ -463,4 +470,33 @@ fn issue_30_report_refuses_what_it_cannot_do() {
         &["--lines", bad.to_str().expect("path"), "--out", out],
         "line 1: a level report without \"end\"",
     );
+}
+
+#[test]
+fn issue_30_report_file_analyses_a_recording_placed_in_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = "kind = \"capture\"";
+    let (cfg, _) = config(dir.path(), source, "");
+    let out = dir.path().join("reports");
+    let run = run_ok(
+        bin()
+            .args(["report", "--config"])
+            .arg(&cfg)
+            .arg("--file")
+            .arg(repo("samples/demo-20s.wav"))
+            .args(["--start", "2026-12-01T09:59:50Z", "--out"])
+            .arg(&out),
+    );
+    let printed = String::from_utf8_lossy(&run.stdout);
+    assert!(printed.contains("2026-12-01/report.html"), "{printed}");
+    // 10 s in the 09:00 hour, 10 s in the 10:00 hour; the demo's sounds are the events
+    let hours = csv(&out.join("2026-12-01/hours.csv"));
+    assert_eq!((hours[9][5].as_str(), hours[10][5].as_str()), ("10.00", "10.00"));
+    let events = csv(&out.join("2026-12-01/events.csv"));
+    let labels: Vec<&str> = events.iter().map(|r| r[2].as_str()).collect();
+    assert!(labels.contains(&"Jackhammer"), "{labels:?}");
+    assert!(events.iter().all(|r| r[3].starts_with("2026-12-01T")));
+    // the recording's history is kept beside the reports
+    let db = Connection::open(out.join("history.sqlite")).expect("history");
+    assert_eq!(integrity(&db), "ok");
 }

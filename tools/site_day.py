@@ -10,12 +10,17 @@ The day (UTC, --date):
   19:00-23:00  LAeq 50, LAFmax 60
   23:00-24:00  LAeq 40, LAFmax 50
   events: Jackhammer 10:05-10:50 (start, update, end), Dog 02:00:10-02:00:40.
+  octave bands (Z): every band at LAeq - 5 dB, except during the loud hour, when a generator
+  puts the 63 Hz band at LAeq + 3 dB (78 dB).
 
 Usage: tools/site_day.py [--date 2026-12-01] > day.jsonl
 """
 import argparse
 import datetime as dt
 import json
+
+
+BANDS = ["31.5", "63", "125", "250", "500", "1000", "2000", "4000", "8000", "16000"]
 
 
 def levels_at(minute):
@@ -54,6 +59,8 @@ def main():
             "start_offset_s": m * 60.0, "end_offset_s": m * 60.0 + 60.0, "interval_s": 60.0,
             "laeq": laeq, "lceq": laeq + 3, "lzeq": laeq + 5, "lamax": lamax,
             "lamin": laeq - 5, "lasmax": lamax - 2, "la10": laeq + 2, "la90": laeq - 3,
+            "bands": {"scale": "octave", "weighting": "Z", "leq": {
+                b: (laeq + 3 if (b == "63" and 600 <= m < 660) else laeq - 5) for b in BANDS}},
             "calibrated": True, "unit": "dB",
         }))
 

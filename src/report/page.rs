@@ -109,6 +109,18 @@ pub fn write_day(day: &Day, settings: &ReportSettings, dir: &Path) -> anyhow::Re
         "Sound events on the day",
     )?);
     write_csvs(day, tz, dir)?;
+    let mut s = csv::Writer::from_path(dir.join("spectrum.csv"))?;
+    if let Some((_, first)) = loudest.first() {
+        let head = ["from".to_owned()].into_iter().chain(first.iter().map(|b| b.0.clone()));
+        s.write_record(head)?;
+        for (t, bands) in &loudest {
+            let row = [zoned(*t, tz).to_string()]
+                .into_iter()
+                .chain(bands.iter().map(|b| format!("{:.2}", b.1)));
+            s.write_record(row)?;
+        }
+    }
+    s.flush()?;
     let html = html(day, settings, &charts);
     std::fs::write(dir.join("report.html"), html)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
