@@ -652,10 +652,17 @@ fn levels_reach_mqtt_with_home_assistant_sensors_and_the_limit_state() {
             .arg(&cfg)
             .args(["--mqtt", &broker.url()]),
     );
-    let printed: Vec<Value> = json_lines(&out)
-        .into_iter()
+    let lines = json_lines(&out);
+    let printed: Vec<Value> = lines
+        .iter()
         .filter(|l| l["type"] == "level")
+        .cloned()
         .collect();
+    // the stream ends before its day does: the day's figures, marked incomplete
+    let days: Vec<&Value> = lines.iter().filter(|l| l["type"] == "day").collect();
+    assert_eq!(days.len(), 1, "{lines:?}");
+    assert_eq!(days[0]["complete"], false);
+    assert!(num(days[0], "measured_s") > 60.0);
     let base = "soundsentry/test_site";
     let levels = || -> Vec<Value> {
         sub.lines()
@@ -673,6 +680,17 @@ fn levels_reach_mqtt_with_home_assistant_sensors_and_the_limit_state() {
         serde_json::from_str(&disc["homeassistant/sensor/test_site/laeq/config"]).expect("JSON");
     assert_eq!(laeq["state_topic"], format!("{base}/level"));
     assert_eq!(laeq["device_class"], "sound_pressure");
+    // the day's figures: retained, with Lden/Ldn/loud-night sensors reading them
+    let day = retained(broker.port, &format!("{base}/day"), &[]);
+    let day: Value = serde_json::from_str(day.values().next().expect("day message")).expect("JSON");
+    assert_eq!(&day, days[0]);
+    for key in ["lden", "ldn", "night_lamax_events"] {
+        let s: Value =
+            serde_json::from_str(&disc[&format!("homeassistant/sensor/test_site/{key}/config")])
+                .expect("JSON");
+        assert_eq!(s["state_topic"], format!("{base}/day"));
+        assert_eq!(s["value_template"], format!("{{{{ value_json.{key} }}}}"));
+    }
     let limit: Value =
         serde_json::from_str(&disc["homeassistant/binary_sensor/test_site/loud_second/config"])
             .expect("JSON");

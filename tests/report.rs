@@ -61,10 +61,12 @@ fn issue_30_a_run_keeps_exactly_what_it_printed() {
         .iter()
         .filter(|l| l.contains("\"type\":\"level\""))
         .collect();
-    let events: Vec<&String> = printed
+    let events: Vec<&String> = printed.iter().filter(|l| l.contains("\"state\"")).collect();
+    let days = printed
         .iter()
-        .filter(|l| !l.contains("\"type\":\"level\""))
-        .collect();
+        .filter(|l| l.contains("\"type\":\"day\""))
+        .count();
+    assert_eq!(days, 1, "the day's figures at the end of the run");
     // a report a second on the clock: the first and last shorter, 20 s in all
     let seconds: f64 = levels
         .iter()
@@ -362,7 +364,10 @@ fn issue_30_a_synthetic_days_report_has_the_known_figures_and_renders() {
     assert_eq!(spectrum.len(), 3);
     for q in &spectrum {
         assert!(q[0].starts_with("2026-12-01T10:"), "{q:?}");
-        assert_eq!((q[1].as_str(), q[2].as_str(), q[3].as_str()), ("70.00", "78.00", "70.00"));
+        assert_eq!(
+            (q[1].as_str(), q[2].as_str(), q[3].as_str()),
+            ("70.00", "78.00", "70.00")
+        );
     }
     for chart in ["levels.png", "spectrum.png", "events.png"] {
         assert!(html.contains(&format!("data-chart=\"{chart}\"")), "{chart}");
@@ -491,7 +496,10 @@ fn issue_30_report_file_analyses_a_recording_placed_in_time() {
     assert!(printed.contains("2026-12-01/report.html"), "{printed}");
     // 10 s in the 09:00 hour, 10 s in the 10:00 hour; the demo's sounds are the events
     let hours = csv(&out.join("2026-12-01/hours.csv"));
-    assert_eq!((hours[9][5].as_str(), hours[10][5].as_str()), ("10.00", "10.00"));
+    assert_eq!(
+        (hours[9][5].as_str(), hours[10][5].as_str()),
+        ("10.00", "10.00")
+    );
     let events = csv(&out.join("2026-12-01/events.csv"));
     let labels: Vec<&str> = events.iter().map(|r| r[2].as_str()).collect();
     assert!(labels.contains(&"Jackhammer"), "{labels:?}");

@@ -9,6 +9,7 @@ pub mod bands;
 mod calibrate;
 mod clock;
 pub(crate) mod config;
+pub mod day;
 mod history;
 mod limits;
 mod meter;
@@ -74,6 +75,8 @@ pub enum LevelOutput {
     Report(LevelReport),
     /// A limit event.
     Event(Event),
+    /// A local day's figures (when the day ends, and at the end of the stream).
+    Day(day::DaySummary),
 }
 
 /// Why levels cannot be measured on a stream.
@@ -98,6 +101,7 @@ pub struct LevelChain {
     offset: Option<f64>,
     sensor: String,
     model: String,
+    days: day::DayTracker,
 }
 
 impl LevelChain {
@@ -143,6 +147,13 @@ impl LevelChain {
             triggers: None,
             clock: stamp.0,
             offset: stamp.1,
+            days: day::DayTracker::new(
+                cfg.timezone.clone(),
+                cfg.periods.clone(),
+                cfg.night_lamax_db,
+                &stamp.2,
+                cfg.offset_db.is_some(),
+            ),
             sensor: stamp.2,
             model: stamp.3,
         })
@@ -197,7 +208,7 @@ impl LevelChain {
         self.meter.finish(&mut self.blocks);
         self.drain(on);
         if let Some(r) = self.reporter.finish(self.end_s) {
-            on(LevelOutput::Report(r));
+            self.report(r, on);
         }
         self.limits.finish(&mut self.events);
         if let Some(t) = self.triggers.as_mut() {
@@ -206,22 +217,37 @@ impl LevelChain {
         self.events
             .drain(..)
             .for_each(|e| on(LevelOutput::Event(e)));
+        if let Some(d) = self.days.finish() {
+            on(LevelOutput::Day(d));
+        }
     }
 
     fn drain(&mut self, on: &mut dyn FnMut(LevelOutput)) {
-        for b in self.blocks.drain(..) {
+        let blocks = std::mem::take(&mut self.blocks);
+        for b in &blocks {
             self.end_s = b.end_s();
-            self.history.push(&b);
-            self.limits.push(&b, &mut self.events);
+            self.history.push(b);
+            self.limits.push(b, &mut self.events);
             if let Some(t) = self.triggers.as_mut() {
-                t.push(&b, &mut self.events);
+                t.push(b, &mut self.events);
             }
             self.events
                 .drain(..)
                 .for_each(|e| on(LevelOutput::Event(e)));
-            if let Some(r) = self.reporter.push(&b) {
-                on(LevelOutput::Report(r));
+            if let Some(r) = self.reporter.push(b) {
+                self.report(r, on);
             }
         }
+        // the allocation is kept for the next blocks
+        self.blocks = blocks;
+        self.blocks.clear();
+    }
+
+    /// A report out, after the summary of the day it ends.
+    fn report(&mut self, r: LevelReport, on: &mut dyn FnMut(LevelOutput)) {
+        if let Some(d) = self.days.push(&r) {
+            on(LevelOutput::Day(d));
+        }
+        on(LevelOutput::Report(r));
     }
 }

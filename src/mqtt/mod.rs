@@ -149,6 +149,11 @@ impl Mqtt {
         self.push(&[self.topics.level_message(report)])
     }
 
+    /// Queues a day's figures (retained).
+    pub fn day(&self, day: &crate::levels::day::DaySummary) {
+        self.push(&[self.topics.day_message(day)])
+    }
+
     /// Whether the outbox can be written, what waits in memory, what was lost.
     pub fn outbox_state(&self) -> StoreState {
         self.lock().state()

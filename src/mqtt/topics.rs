@@ -90,6 +90,21 @@ impl Topics {
         }
     }
 
+    /// `<base>/day`.
+    pub fn day(&self) -> String {
+        format!("{}/day", self.base)
+    }
+
+    /// A day's figures (retained: the last day's stay readable).
+    pub fn day_message(&self, d: &crate::levels::day::DaySummary) -> Message {
+        Message {
+            kind: Kind::Level,
+            topic: self.day(),
+            payload: serde_json::to_vec(d).unwrap_or_default(),
+            retain: true,
+        }
+    }
+
     /// A retained ON/OFF state.
     pub fn state_message(&self, slug: &str, state: &str) -> Message {
         Message {
@@ -151,6 +166,18 @@ impl Topics {
             }
             out.push((topic, cfg.to_string()));
         }
+        for (key, name) in DAY_SENSORS.iter().filter(|_| entities.levels.is_some()) {
+            let calibrated = entities.levels == Some(true);
+            let (topic, mut cfg) = self.sensor(prefix, key, name, &self.day(), &avail, model);
+            if *key != "night_lamax_events" {
+                cfg["unit_of_measurement"] = json!(if calibrated { "dB" } else { "dBFS" });
+                if calibrated {
+                    cfg["device_class"] = json!("sound_pressure");
+                }
+            }
+            cfg["state_class"] = json!("measurement");
+            out.push((topic, cfg.to_string()));
+        }
         for (key, name, unit) in STAT_SENSORS {
             let (topic, mut cfg) = self.sensor(prefix, key, name, &self.stats(), &avail, model);
             cfg["entity_category"] = json!("diagnostic");
@@ -189,6 +216,13 @@ impl Topics {
 
 /// Level report fields shown as Home Assistant sensors: (key, name).
 const LEVEL_SENSORS: [(&str, &str); 2] = [("laeq", "LAeq"), ("lamax", "LAFmax")];
+
+/// Day figures shown as Home Assistant sensors: (key, name).
+const DAY_SENSORS: [(&str, &str); 3] = [
+    ("lden", "Lden"),
+    ("ldn", "Ldn"),
+    ("night_lamax_events", "Loud night events"),
+];
 
 /// Stats fields shown as Home Assistant sensors: (key, name, unit).
 const STAT_SENSORS: [(&str, &str, Option<&str>); 5] = [

@@ -73,6 +73,7 @@ pub(super) fn analyse(a: Analysis, output_ended: impl Fn() -> bool) -> Analysed 
         // The writer only stops when every sender is dropped, so sends cannot fail.
         let _ = lines.send(match out {
             LevelOutput::Report(r) => Line::Level(Box::new(r)),
+            LevelOutput::Day(d) => Line::Day(Box::new(d)),
             LevelOutput::Event(e) => {
                 health.events_total.fetch_add(1, Ordering::Relaxed);
                 Line::Event(Box::new(e))

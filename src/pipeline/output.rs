@@ -14,6 +14,7 @@ pub(super) enum Line {
     Event(Box<Event>),
     Scores(String),
     Level(Box<LevelReport>),
+    Day(Box<crate::levels::day::DaySummary>),
 }
 
 /// Where the output thread sends lines.
@@ -68,6 +69,15 @@ pub(super) fn write_lines(
                 emit(&*r, sinks.levels, &sinks, &mut out)?;
                 if let Some(l) = sinks.live {
                     l.level(&r);
+                }
+            }
+            Line::Day(d) => {
+                if let Some(m) = sinks.mqtt {
+                    m.day(&d);
+                }
+                if sinks.levels {
+                    serde_json::to_writer(&mut out, &*d)?;
+                    out.write_all(b"\n")?;
                 }
             }
             Line::Scores(s) => {

@@ -148,7 +148,10 @@ impl Figure for Spectrum {
             (a.min(v), b.max(v))
         });
         let (lo, hi) = if lo.is_finite() {
-            ((lo / 10.0).floor() * 10.0 - 5.0, (hi / 10.0).ceil() * 10.0 + 5.0)
+            (
+                (lo / 10.0).floor() * 10.0 - 5.0,
+                (hi / 10.0).ceil() * 10.0 + 5.0,
+            )
         } else {
             (0.0, 100.0)
         };

@@ -111,7 +111,9 @@ pub fn write_day(day: &Day, settings: &ReportSettings, dir: &Path) -> anyhow::Re
     write_csvs(day, tz, dir)?;
     let mut s = csv::Writer::from_path(dir.join("spectrum.csv"))?;
     if let Some((_, first)) = loudest.first() {
-        let head = ["from".to_owned()].into_iter().chain(first.iter().map(|b| b.0.clone()));
+        let head = ["from".to_owned()]
+            .into_iter()
+            .chain(first.iter().map(|b| b.0.clone()));
         s.write_record(head)?;
         for (t, bands) in &loudest {
             let row = [zoned(*t, tz).to_string()]

@@ -1,0 +1,155 @@
+//! The day's figures while the daemon runs: LAeq of the named periods, Lden, Ldn and loud
+//! night events, from the same level reports and by the same arithmetic as `report`, sent
+//! when a local day ends (and, marked incomplete, when the stream ends).
+
+use serde::Serialize;
+
+use super::report::LevelReport;
+use crate::report::data::LevelRow;
+use crate::report::periods::{period_figures, NamedPeriod};
+
+/// A day's figures (`"type": "day"`), printed with the level reports and published retained
+/// on `<base>/day`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaySummary {
+    /// Schema version.
+    pub v: u32,
+    /// Always "day".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Sensor id.
+    pub sensor: String,
+    /// The local date.
+    pub date: String,
+    /// False when the stream ended before the day did (or began after it started).
+    pub complete: bool,
+    /// Seconds measured.
+    pub measured_s: f64,
+    /// LAeq of each named period (`null` without measurements).
+    pub laeq: NamedLevels,
+    /// Lden (day-evening-night level), when every named period was measured.
+    pub lden: Option<f64>,
+    /// Ldn (day 07–22, night 22–07 + 10 dB).
+    pub ldn: Option<f64>,
+    /// Reports at night whose LAFmax went over `night_lamax_db`, counted as runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub night_lamax_events: Option<usize>,
+    /// The threshold of `night_lamax_events`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub night_lamax_db: Option<f64>,
+    /// dB (calibrated) or dBFS.
+    pub unit: &'static str,
+}
+
+/// Collects a local day's level reports.
+#[derive(Debug)]
+pub struct DayTracker {
+    tz: jiff::tz::TimeZone,
+    periods: Vec<NamedPeriod>,
+    night_lamax_db: Option<f64>,
+    sensor: String,
+    unit: &'static str,
+    /// (date, whether it started at midnight, its reports).
+    current: Option<(jiff::civil::Date, bool, Vec<LevelRow>)>,
+}
+
+impl DayTracker {
+    /// A tracker for days in `tz`.
+    pub fn new(
+        tz: jiff::tz::TimeZone,
+        periods: Vec<NamedPeriod>,
+        night_lamax_db: Option<f64>,
+        sensor: &str,
+        calibrated: bool,
+    ) -> Self {
+        Self {
+            tz,
+            periods,
+            night_lamax_db,
+            sensor: sensor.to_owned(),
+            unit: if calibrated { "dB" } else { "dBFS" },
+            current: None,
+        }
+    }
+
+    /// Adds a report; returns the summary of the day it ends, if it starts a new one.
+    pub fn push(&mut self, r: &LevelReport) -> Option<DaySummary> {
+        let start = crate::archive::store::unix(&r.start);
+        let local = crate::report::zoned(start, &self.tz);
+        let date = local.date();
+        let done = match &self.current {
+            Some((d, _, _)) if *d != date => self.summary(true),
+            _ => None,
+        };
+        let (_, _, rows) = self.current.get_or_insert_with(|| {
+            // a day counts as complete when its first report starts within a minute of
+            // midnight
+            let from_midnight = local.hour() == 0 && local.minute() == 0;
+            (date, from_midnight, Vec::new())
+        });
+        rows.push(LevelRow {
+            start,
+            end: crate::archive::store::unix(&r.end),
+            seconds: r.interval_s,
+            laeq: r.levels.laeq,
+            lceq: r.levels.lceq,
+            lzeq: r.levels.lzeq,
+            lamax: r.levels.lamax,
+            la10: r.levels.la10,
+            la90: r.levels.la90,
+            calibrated: r.calibrated,
+            bands: Vec::new(),
+        });
+        done
+    }
+
+    /// The summary of the day in progress (incomplete), at the end of a stream.
+    pub fn finish(&mut self) -> Option<DaySummary> {
+        self.summary(false)
+    }
+
+    fn summary(&mut self, ended: bool) -> Option<DaySummary> {
+        let (date, from_midnight, rows) = self.current.take()?;
+        let tz = &self.tz;
+        let minute_of = |r: &LevelRow| {
+            let z = crate::report::zoned(r.start, tz);
+            u32::from(z.hour() as u8) * 60 + u32::from(z.minute() as u8)
+        };
+        let f = period_figures(&rows, &self.periods, minute_of, self.night_lamax_db);
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        Some(DaySummary {
+            v: 1,
+            kind: "day",
+            sensor: self.sensor.clone(),
+            date: date.to_string(),
+            complete: ended && from_midnight,
+            measured_s: rows.iter().map(|r| r.seconds).sum(),
+            laeq: NamedLevels(
+                f.laeq
+                    .iter()
+                    .map(|(name, v, _)| (name.clone(), v.map(round)))
+                    .collect(),
+            ),
+            lden: f.lden.map(round),
+            ldn: f.ldn.map(round),
+            night_lamax_events: f.night_events.map(|n| n.1),
+            night_lamax_db: f.night_events.map(|n| n.0),
+            unit: self.unit,
+        })
+    }
+}
+
+/// (name, dB) pairs, written as a JSON object in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedLevels(pub Vec<(String, Option<f64>)>);
+
+impl Serialize for NamedLevels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
