@@ -153,3 +153,76 @@ impl Serialize for NamedLevels {
         m.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::levels::Levels;
+
+    fn report(t: i64, laeq: f64) -> LevelReport {
+        let at = |s: i64| {
+            jiff::Timestamp::from_second(s)
+                .expect("time")
+                .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        };
+        LevelReport {
+            v: 1,
+            kind: "level",
+            sensor: "s".into(),
+            start: at(t),
+            end: at(t + 60),
+            start_offset_s: 0.0,
+            end_offset_s: 60.0,
+            interval_s: 60.0,
+            levels: Levels {
+                laeq,
+                lceq: laeq,
+                lzeq: laeq,
+                lamax: laeq + 10.0,
+                lamin: None,
+                lasmax: laeq,
+                la10: laeq,
+                la90: laeq,
+            },
+            bands: None,
+            calibrated: true,
+            unit: "dB",
+        }
+    }
+
+    #[test]
+    fn a_whole_day_is_summed_when_the_next_begins() {
+        let mut days = DayTracker::new(
+            jiff::tz::TimeZone::UTC,
+            crate::report::periods::eu_periods(),
+            Some(65.0),
+            "s",
+            true,
+        );
+        // 2026-12-01 00:00 UTC, a report a minute: 50 dB by day, 40 at night, one loud minute
+        let midnight = 1_796_083_200;
+        for m in 0..1440 {
+            let night = !(7 * 60..23 * 60).contains(&m);
+            let mut r = report(midnight + m * 60, if night { 40.0 } else { 50.0 });
+            if m == 180 {
+                r.levels.lamax = 80.0;
+            }
+            assert_eq!(days.push(&r), None, "minute {m}");
+        }
+        let d = days
+            .push(&report(midnight + 86_400, 40.0))
+            .expect("the day ended");
+        assert_eq!((d.date.as_str(), d.complete), ("2026-12-01", true));
+        assert_eq!(d.measured_s, 86_400.0);
+        // day 50 dB, evening 50 + 5, night 40 + 10
+        let want: f64 =
+            10.0 * (12.0 / 24.0 * 1e5 + 4.0 / 24.0 * 10f64.powf(5.5) + 8.0 / 24.0 * 1e5).log10();
+        assert!((d.lden.expect("lden") - (want * 100.0).round() / 100.0).abs() < 1e-9);
+        assert_eq!(d.night_lamax_events, Some(1));
+        assert_eq!(d.laeq.0[0], ("day".to_owned(), Some(50.0)));
+        // the next day so far: incomplete
+        let next = days.finish().expect("the day in progress");
+        assert_eq!((next.date.as_str(), next.complete), ("2026-12-02", false));
+    }
+}
