@@ -508,3 +508,113 @@ fn issue_30_report_file_analyses_a_recording_placed_in_time() {
     let db = Connection::open(out.join("history.sqlite")).expect("history");
     assert_eq!(integrity(&db), "ok");
 }
+
+#[test]
+fn issue_30_a_full_disk_holds_the_rows_until_it_has_room() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let disk = crate::util::TinyDisk::mount(1024);
+    disk.fill();
+    let source = format!(
+        "kind = \"file\"\npath = {:?}\nrealtime = true",
+        repo("samples/demo-20s.wav")
+    );
+    let (cfg, _) = config(dir.path(), &source, "");
+    let history = disk.0.path().join("history.sqlite");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let text = text.replace(
+        &format!("path = {:?}", dir.path().join("history.sqlite")),
+        &format!("path = {history:?}"),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    let daemon = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    // the disk stays full for the first 8 s of the 20 s replay
+    std::thread::sleep(Duration::from_secs(8));
+    disk.free();
+    let out = daemon.wait_with_output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("history cannot be opened") || log.contains("history not written"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" history ") && l.contains("dropped_total=0")),
+        "{log}"
+    );
+    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"day\""))
+        .map(str::to_owned)
+        .collect();
+    let db = Connection::open(&history).expect("open");
+    assert_eq!(integrity(&db), "ok");
+    let kept: Vec<String> = [lines_of(&db, "levels"), lines_of(&db, "events")].concat();
+    assert!(printed.len() > 25, "{printed:?}");
+    for line in &printed {
+        assert!(
+            kept.contains(line),
+            "printed while the disk was full, then lost: {line}"
+        );
+    }
+}
+
+#[test]
+fn issue_30_source_restarts_are_noted_and_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // a command that gives 1 s of audio and exits: the daemon starts it again and again
+    let source = "kind = \"command\"\ncommand = [\"sh\", \"-c\", \"head -c 32000 /dev/zero\"]\n\
+                  format = \"s16le\"\nrate = 16000";
+    let (cfg, history) = config(dir.path(), source, "");
+    let mut daemon = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let until = Instant::now() + Duration::from_secs(30);
+    let noted = || -> i64 {
+        Connection::open(&history)
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT COUNT(*) FROM notes WHERE kind = 'source restart'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    while noted() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    assert!(noted() >= 2, "restarts noted: {}", noted());
+    let out = dir.path().join("r");
+    run_ok(
+        bin()
+            .args(["report", "--config"])
+            .arg(&cfg)
+            .args(["--from", "today", "--out"])
+            .arg(&out),
+    );
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date();
+    let html =
+        std::fs::read_to_string(out.join(today.to_string()).join("report.html")).expect("report");
+    assert!(html.contains("id=\"restarts\""), "restarts in the report");
+}

@@ -61,20 +61,26 @@ pub struct Archive {
 
 impl Archive {
     /// Opens the history of `settings` (none when `path` is unset), applies retention, and
-    /// starts the writer. A file that cannot be opened is an error: the daemon does not start
-    /// without the history it was asked to keep.
+    /// starts the writer. A file of a newer schema is an error; a file that cannot be opened
+    /// now (a full disk, a folder not yet mounted) is logged and tried again every 10 s while
+    /// the rows wait in memory, so the daemon measures whatever the disk does.
     pub fn open(settings: &HistorySettings) -> anyhow::Result<Option<Self>> {
         let Some(path) = settings.path.clone() else {
             return Ok(None);
         };
-        let mut db =
-            store::open(&path).map_err(|e| anyhow::anyhow!("history {}: {e:#}", path.display()))?;
         let shared = Arc::new(Shared::default());
-        let removed = store::retain(&mut db, now(), settings.retention_days, settings.max_bytes)?;
-        shared
-            .counters
-            .removed_total
-            .fetch_add(removed, Ordering::Relaxed);
+        let db = match open_and_retain(&path, settings, &shared) {
+            Ok(db) => Some(db),
+            Err(e) if e.to_string().contains("newer soundsentry") => return Err(e),
+            Err(e) => {
+                shared
+                    .counters
+                    .failures_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %format!("{e:#}"), "history cannot be opened; trying again every 10 s, rows wait in memory");
+                None
+            }
+        };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (s, keep) = (Arc::clone(&shared), settings.clone());
         let thread = std::thread::Builder::new()
@@ -153,6 +159,23 @@ impl Drop for Archive {
     }
 }
 
+/// Opens the file and applies retention.
+fn open_and_retain(
+    path: &std::path::Path,
+    settings: &HistorySettings,
+    shared: &Shared,
+) -> anyhow::Result<rusqlite::Connection> {
+    let mut db =
+        store::open(path).map_err(|e| anyhow::anyhow!("history {}: {e:#}", path.display()))?;
+    let removed = store::retain(&mut db, now(), settings.retention_days, settings.max_bytes)
+        .map_err(|e| anyhow::anyhow!("history {}: {e}", path.display()))?;
+    shared
+        .counters
+        .removed_total
+        .fetch_add(removed, Ordering::Relaxed);
+    Ok(db)
+}
+
 /// Seconds since 1970, now.
 pub fn now() -> f64 {
     jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
@@ -161,7 +184,7 @@ pub fn now() -> f64 {
 /// The writer thread: batches what is queued into one transaction; keeps rows that could not
 /// be written and tries again every 10 s; applies retention every hour.
 fn writer(
-    mut db: rusqlite::Connection,
+    mut db: Option<rusqlite::Connection>,
     rx: crossbeam_channel::Receiver<(u64, Row)>,
     shared: Arc<Shared>,
     settings: HistorySettings,
@@ -170,6 +193,8 @@ fn writer(
     let mut pending: Vec<(u64, Row)> = Vec::new();
     let mut retained = Instant::now();
     let mut open = true;
+    // failures are logged once a minute, not at every try
+    let mut logged: Option<Instant> = None;
     while open || !pending.is_empty() {
         let wait = if pending.is_empty() {
             RETENTION_EVERY
@@ -196,9 +221,29 @@ fn writer(
         if pending.is_empty() {
             continue;
         }
+        if db.is_none() {
+            if let Some(path) = &settings.path {
+                match open_and_retain(path, &settings, &shared) {
+                    Ok(opened) => {
+                        tracing::info!(path = %path.display(), "history opened");
+                        db = Some(opened);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %format!("{e:#}"), "history still cannot be opened")
+                    }
+                }
+            }
+        }
         let rows: Vec<Row> = pending.iter().map(|(_, r)| r.clone()).collect();
-        match store::insert(&mut db, &rows) {
+        let inserted = match db.as_mut() {
+            Some(db) => store::insert(db, &rows).map_err(anyhow::Error::from),
+            None => Err(anyhow::anyhow!("the file is not open")),
+        };
+        match inserted {
             Ok(()) => {
+                if logged.take().is_some() {
+                    tracing::info!(rows = rows.len(), "history written again");
+                }
                 let last = pending.last().map_or(0, |(n, _)| *n);
                 counters
                     .written_total
@@ -209,11 +254,15 @@ fn writer(
             }
             Err(e) => {
                 counters.failures_total.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, rows = rows.len(), "history not written; trying again in 10 s");
+                if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    logged = Some(Instant::now());
+                    tracing::error!(error = %format!("{e:#}"), rows = rows.len(), "history not written; the rows wait in memory and are tried again");
+                }
                 if !open {
                     // stopping: one more try after a pause, then the rows are counted lost
                     std::thread::sleep(Duration::from_millis(500));
-                    if store::insert(&mut db, &rows).is_err() {
+                    let again = db.as_mut().map(|db| store::insert(db, &rows));
+                    if !matches!(again, Some(Ok(()))) {
                         counters
                             .dropped_total
                             .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -225,9 +274,9 @@ fn writer(
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        if retained.elapsed() >= RETENTION_EVERY {
+        if let (true, Some(db)) = (retained.elapsed() >= RETENTION_EVERY, db.as_mut()) {
             retained = Instant::now();
-            match store::retain(&mut db, now(), settings.retention_days, settings.max_bytes) {
+            match store::retain(db, now(), settings.retention_days, settings.max_bytes) {
                 Ok(n) => {
                     counters.removed_total.fetch_add(n, Ordering::Relaxed);
                 }

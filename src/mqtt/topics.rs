@@ -278,7 +278,13 @@ mod tests {
             ),
             (Some("sound_pressure"), Some("dB"))
         );
-        let s: serde_json::Value = serde_json::from_str(&d[4].1).expect("json");
+        // the day's figures: Lden, Ldn, loud night events on <base>/day
+        let lden: serde_json::Value = serde_json::from_str(&d[4].1).expect("json");
+        assert_eq!(lden["value_template"], "{{ value_json.lden }}");
+        assert_eq!(lden["state_topic"], "soundsentry/site_north/day");
+        let nights: serde_json::Value = serde_json::from_str(&d[6].1).expect("json");
+        assert!(nights["unit_of_measurement"].is_null());
+        let s: serde_json::Value = serde_json::from_str(&d[7].1).expect("json");
         assert_eq!(s["value_template"], "{{ value_json.uptime_s }}");
         let none = crate::mqtt::Entities::default();
         assert!(Topics::new("p", "x", None).discovery(&none, "m").is_empty());

@@ -192,6 +192,7 @@ pub fn run(
             recorder: recorder.as_ref(),
             suppressed: &privacy.suppressed,
             archive: archive.as_ref(),
+            restarts: &health.source.restarts_total,
         };
         // Level reports and limit events come from this (the analysis) thread.
         let level_tx = line_tx.clone();

@@ -37,6 +37,8 @@ pub(super) struct Sinks<'a> {
     pub suppressed: &'a std::collections::HashSet<String>,
     /// The local history.
     pub archive: Option<&'a Archive>,
+    /// The source's restart counter (each restart is noted in the history).
+    pub restarts: &'a std::sync::atomic::AtomicU64,
 }
 
 /// The output thread. It numbers the events (`seq`) in output order; an event goes to the MQTT
@@ -50,7 +52,16 @@ pub(super) fn write_lines(
     let mut out = std::io::BufWriter::new(out);
     let mut seq = 0;
     let mut clips = std::collections::HashMap::new();
+    let mut restarts = 0;
     for line in rx.iter() {
+        // a restart of the source (a capture device or command) is noted in the history, at
+        // the next line (a level report at least every interval)
+        let now = sinks.restarts.load(std::sync::atomic::Ordering::Relaxed);
+        if let (Some(a), true) = (sinks.archive, now > restarts) {
+            let detail = serde_json::json!({ "restarts_total": now }).to_string();
+            a.record(Row::Note(crate::archive::now(), "source restart", detail));
+        }
+        restarts = now;
         match line {
             Line::Event(_) if matches!(&line, Line::Event(e) if sinks.suppressed.contains(&e.label)) =>
                 {}

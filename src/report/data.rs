@@ -96,10 +96,12 @@ pub fn read(db: &Connection, from: f64, to: f64) -> anyhow::Result<Rows> {
         });
     }
     let mut events: Vec<EventSpan> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    // events that began up to a day before the span (a longer one shows from its second day
+    // as open from the start of the span's rows)
     let mut q = db.prepare(
         "SELECT event_id, kind, label, state, start_unix, end_unix FROM events \
-         WHERE start_unix < ?2 AND (end_unix IS NULL OR end_unix >= ?1 OR state != 'end') \
-         ORDER BY start_unix, id",
+         WHERE start_unix >= ?1 - 86400 AND start_unix < ?2 ORDER BY start_unix, id",
     )?;
     let mut rows = q.query([from, to])?;
     while let Some(r) = rows.next()? {
@@ -107,15 +109,21 @@ pub fn read(db: &Connection, from: f64, to: f64) -> anyhow::Result<Rows> {
         let end: Option<f64> = r.get(5)?;
         let state: String = r.get(3)?;
         let end = if state == "end" { end } else { None };
-        match events.iter_mut().find(|e| e.id == id) {
-            Some(e) => e.end = end.or(e.end),
-            None => events.push(EventSpan {
-                id,
-                kind: r.get(1)?,
-                label: r.get(2)?,
-                start: r.get(4)?,
-                end,
-            }),
+        match index.get(&id) {
+            Some(&i) => {
+                let e: &mut EventSpan = &mut events[i];
+                e.end = end.or(e.end);
+            }
+            None => {
+                index.insert(id.clone(), events.len());
+                events.push(EventSpan {
+                    id,
+                    kind: r.get(1)?,
+                    label: r.get(2)?,
+                    start: r.get(4)?,
+                    end,
+                });
+            }
         }
     }
     events.retain(|e| e.end.is_none_or(|end| end >= from));
@@ -297,6 +305,15 @@ pub struct Gap {
     pub end: f64,
     /// Why, as far as the notes tell.
     pub why: String,
+}
+
+/// The source's restarts noted on the day: (time, restarts so far in that run).
+pub fn restarts(rows: &Rows) -> Vec<(f64, u64)> {
+    rows.notes
+        .iter()
+        .filter(|n| n.kind == "source restart")
+        .map(|n| (n.time, n.detail["restarts_total"].as_u64().unwrap_or(0)))
+        .collect()
 }
 
 /// The gaps of a day's rows within [`from`, `to`), `to` capped at `now`.

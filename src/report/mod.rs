@@ -58,6 +58,9 @@ pub struct Day {
     pub events: Vec<EventSpan>,
     /// Spans without measurements.
     pub gaps: Vec<Gap>,
+    /// The source's restarts (a capture device or command that failed and was started
+    /// again): (time, restarts so far in that run).
+    pub restarts: Vec<(f64, u64)>,
     /// The calibration offset in force (from the last start note), and whether the levels
     /// are calibrated.
     pub calibration: (Option<f64>, bool),
@@ -147,6 +150,7 @@ pub fn day(
         verdicts,
         periods,
         gaps: data::gaps(&rows, start, end, now),
+        restarts: data::restarts(&rows),
         events: rows.events,
         calibration: (note["offset_db"].as_f64(), calibrated),
         model: note["model"].as_str().map(str::to_owned),

@@ -376,6 +376,16 @@ fn html(day: &Day, settings: &ReportSettings, charts: &[(String, String, String)
         }
         h.push_str("</table>");
     }
+    if !day.restarts.is_empty() {
+        let times: Vec<String> = day.restarts.iter().map(|r| clock(r.0, tz)).collect();
+        let _ = write!(
+            h,
+            "<p id=\"restarts\">The audio source restarted {} times (noted at {}): a few \
+             seconds of audio are missing at each.</p>",
+            day.restarts.len(),
+            times.join(", ")
+        );
+    }
     h.push_str("<p>LA10 and LA90 of an hour or the day are the levels exceeded 10 % and 90 % of the time by the report intervals' LAeq values.</p></body></html>\n");
     h
 }
