@@ -570,6 +570,7 @@ fn levels_config(dir: &Path, extra: &str) -> std::path::PathBuf {
         "sensor_id = \"test-site\"\n[model]\npath = {:?}\n[source]\npath = {:?}\n\
          [detect]\non = 0.4\noff = 0.25\nmin_duration = \"1s\"\nhold = \"2500ms\"\n\
          [levels]\nenabled = true\ninterval = \"10s\"\noffset_db = 100.0\ntimezone = \"UTC\"\n\
+         bands = \"third\"\n\
          [[levels.limit]]\nname = \"Loud second\"\nmetric = \"laeq\"\nperiod = \"1s\"\nthreshold_db = 0\n\
          {extra}",
         repo("models/sitehome-tiny-ast"),
@@ -673,6 +674,10 @@ fn levels_reach_mqtt_with_home_assistant_sensors_and_the_limit_state() {
     };
     assert!(wait_for(Duration::from_secs(10), || levels().len() >= printed.len()));
     assert_eq!(levels(), printed);
+    // third-octave bands travel in the reports (the scene is 16 kHz: 25 Hz to 6.3 kHz)
+    let bands = printed[0]["bands"]["leq"].as_object().expect("bands");
+    assert_eq!(bands.len(), 25, "{bands:?}");
+    assert!(bands.contains_key("6300") && !bands.contains_key("8000"));
     let state = retained(broker.port, &format!("{base}/label/loud_second/state"), &[]);
     assert_eq!(state.values().next().map(String::as_str), Some("OFF"));
     let disc = retained(broker.port, "homeassistant/#", &[]);

@@ -59,6 +59,11 @@ impl Biquad {
         self.a
     }
 
+    /// The numerator (b0, b1, b2).
+    pub(crate) fn b(&self) -> [f64; 3] {
+        self.b
+    }
+
     /// The same section with its numerator times `g`.
     pub(crate) fn scaled(mut self, g: f64) -> Self {
         self.b = self.b.map(|b| b * g);

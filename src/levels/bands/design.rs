@@ -187,12 +187,32 @@ fn sections(x: &[f64], nyquist_zeros: usize, centre: f64, r: f64) -> [Biquad; 3]
 /// 0.49 r (the mid-band, 0 dB by construction, left out), less a penalty when the effective
 /// bandwidth is more than 0.2 dB off the nominal.
 struct Fit {
-    r: f64,
-    points: Vec<(Breakpoint, f64)>,
-    /// Log-spaced frequencies for the effective bandwidth, and ln of their spacing.
-    grid: Vec<f64>,
+    /// (breakpoint, cos ω, sin ω, cos 2ω, sin 2ω) at each breakpoint's frequency.
+    points: Vec<(Breakpoint, [f64; 4])>,
+    /// The same at log-spaced frequencies for the effective bandwidth, and ln of their
+    /// spacing.
+    grid: Vec<[f64; 4]>,
     step: f64,
     nominal: f64,
+}
+
+/// cos ω, sin ω, cos 2ω, sin 2ω at `f` Hz for rate `r`.
+fn trig(f: f64, r: f64) -> [f64; 4] {
+    let w = 2.0 * PI * f / r;
+    [w.cos(), w.sin(), (2.0 * w).cos(), (2.0 * w).sin()]
+}
+
+/// |H|² of three sections at a frequency given by its [`trig`] values.
+fn power(q: &[Biquad; 3], t: &[f64; 4]) -> f64 {
+    let [c1, s1, c2, s2] = *t;
+    q.iter()
+        .map(|s| {
+            let ([b0, b1, b2], [a1, a2]) = (s.b(), s.a());
+            let (nr, ni) = (b0 + b1 * c1 + b2 * c2, b1 * s1 + b2 * s2);
+            let (dr, di) = (1.0 + a1 * c1 + a2 * c2, a1 * s1 + a2 * s2);
+            (nr * nr + ni * ni) / (dr * dr + di * di)
+        })
+        .product()
 }
 
 impl Fit {
@@ -202,14 +222,14 @@ impl Fit {
             .filter(|p| p.e != 0.0)
             .map(|p| (p, omega(p.e, b) * centre))
             .filter(|&(_, f)| f < 0.49 * r)
+            .map(|(p, f)| (p, trig(f, r)))
             .collect();
         let (lo, hi) = ((centre / 8.0).ln(), (centre * 8.0).min(0.4999 * r).ln());
         let n = 160;
         let grid = (0..n)
-            .map(|i| (lo + (hi - lo) * i as f64 / (n - 1) as f64).exp())
+            .map(|i| trig((lo + (hi - lo) * i as f64 / (n - 1) as f64).exp(), r))
             .collect();
         Self {
-            r,
             points,
             grid,
             step: (hi - lo) / (n - 1) as f64,
@@ -218,22 +238,19 @@ impl Fit {
     }
 
     fn score(&self, q: &[Biquad; 3]) -> f64 {
-        let gain = |f: f64| q.iter().map(|s| s.gain(f, self.r)).product::<f64>();
         let margin = self
             .points
             .iter()
-            .map(|(p, f)| margin(p, -20.0 * gain(*f).max(1e-30).log10()))
+            .map(|(p, t)| margin(p, -10.0 * power(q, t).max(1e-30).log10()))
             .fold(f64::INFINITY, f64::min);
-        let db = 10.0 * (effective_bandwidth(&self.grid, self.step, gain) / self.nominal).log10();
+        // ∫ |H|² d(ln f), trapezoid rule
+        let v = self.grid.iter().map(|t| power(q, t));
+        let (n, first) = (self.grid.len(), power(q, &self.grid[0]));
+        let last = power(q, &self.grid[n - 1]);
+        let bandwidth = (v.sum::<f64>() - 0.5 * (first + last)) * self.step;
+        let db = 10.0 * (bandwidth / self.nominal).log10();
         margin - 10.0 * (db.abs() - 0.2).max(0.0)
     }
-}
-
-/// ∫ |H|² d(ln f) by the trapezoid rule on a log-spaced `grid` of spacing `step` (ln).
-pub fn effective_bandwidth(grid: &[f64], step: f64, gain: impl Fn(f64) -> f64) -> f64 {
-    let v: Vec<f64> = grid.iter().map(|&f| gain(f).powi(2)).collect();
-    let inner: f64 = v.iter().sum::<f64>() - 0.5 * (v[0] + v[v.len() - 1]);
-    inner * step
 }
 
 /// Minimises `f` from `x0` by the Nelder–Mead simplex method (reflection 1, expansion 2,
