@@ -402,16 +402,7 @@ fn issue_30_a_synthetic_days_report_has_the_known_figures_and_renders() {
         eval("document.querySelectorAll('#limits tr.over').length").as_u64(),
         Some(1)
     );
-    let png = tab
-        .capture_screenshot(
-            headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption::Png,
-            None,
-            None,
-            true,
-        )
-        .expect("screenshot");
-    std::fs::write(dir.path().join("report.png"), &png).expect("write");
-    let shot = crate::util::Picture::read(&dir.path().join("report.png"));
+    let shot = crate::util::screenshot(&tab, &dir.path().join("report.png"));
     assert!(shot.colours() > 50, "{}", shot.colours());
     assert!(
         errors.lock().expect("lock").is_empty(),

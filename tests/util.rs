@@ -277,3 +277,17 @@ pub fn chromium(
     .expect("listener");
     (browser, tab, errors)
 }
+
+/// A full-page screenshot of `tab`, written to `path` and decoded.
+pub fn screenshot(tab: &headless_chrome::Tab, path: &std::path::Path) -> Picture {
+    let png = tab
+        .capture_screenshot(
+            headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption::Png,
+            None,
+            None,
+            true,
+        )
+        .expect("screenshot");
+    std::fs::write(path, &png).expect("write");
+    Picture::read(path)
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{bin, repo, Picture};
+use crate::util::{bin, repo};
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -422,17 +422,7 @@ fn issue_29_a_real_browser_renders_the_page_of_a_running_daemon() {
         .expect("evaluate")
         .value;
     assert_eq!(health, Some(Value::from("healthy")));
-    let png = tab
-        .capture_screenshot(
-            headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption::Png,
-            None,
-            None,
-            true,
-        )
-        .expect("screenshot");
-    let shot = dir.path().join("page.png");
-    std::fs::write(&shot, &png).expect("write");
-    let picture = Picture::read(&shot);
+    let picture = crate::util::screenshot(&tab, &dir.path().join("page.png"));
     assert!(
         picture.width >= 1000 && picture.colours() > 100,
         "{}",

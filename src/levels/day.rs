@@ -124,7 +124,7 @@ impl DayTracker {
             date: date.to_string(),
             complete: ended && from_midnight,
             measured_s: rows.iter().map(|r| r.seconds).sum(),
-            laeq: NamedLevels(
+            laeq: super::report::Ordered(
                 f.laeq
                     .iter()
                     .map(|(name, v, _)| (name.clone(), v.map(round)))
@@ -139,20 +139,8 @@ impl DayTracker {
     }
 }
 
-/// (name, dB) pairs, written as a JSON object in this order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedLevels(pub Vec<(String, Option<f64>)>);
-
-impl Serialize for NamedLevels {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
+/// (period, dB) pairs, written as a JSON object in this order.
+pub type NamedLevels = super::report::Ordered<String, Option<f64>>;
 
 #[cfg(test)]
 mod tests {

@@ -94,7 +94,7 @@ impl Summary {
                 Weighting::C => "C",
                 Weighting::Z => "Z",
             },
-            leq: BandMap(leq),
+            leq: Ordered(leq),
         })
     }
 
@@ -150,10 +150,13 @@ pub struct BandLevels {
 }
 
 /// (nominal frequency, dB) pairs, written as a JSON object in this order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BandMap(pub Vec<(&'static str, f64)>);
+pub type BandMap = Ordered<&'static str, f64>;
 
-impl Serialize for BandMap {
+/// (key, value) pairs, written as a JSON object in their order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered<K, V>(pub Vec<(K, V)>);
+
+impl<K: Serialize, V: Serialize> Serialize for Ordered<K, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;

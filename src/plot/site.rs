@@ -33,17 +33,7 @@ impl Figure for LevelHistory {
             .map(|v| v.2)
             .chain(self.lamax.iter().map(|v| v.1))
             .chain(self.limits.iter().map(|l| l.1));
-        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        let (lo, hi) = if lo.is_finite() {
-            (
-                (lo / 10.0).floor() * 10.0 - 5.0,
-                (hi / 10.0).ceil() * 10.0 + 5.0,
-            )
-        } else {
-            (0.0, 100.0)
-        };
+        let (lo, hi) = db_range(values);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, font(18))
             .margin(12)
@@ -114,6 +104,25 @@ impl Figure for LevelHistory {
     }
 }
 
+/// A level axis around `values`: from 5 dB under the tens below the lowest to 5 dB over the
+/// tens above the highest (0–100 dB without values; NaN, a band without measurements, is
+/// left out).
+fn db_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if lo.is_finite() {
+        (
+            (lo / 10.0).floor() * 10.0 - 5.0,
+            (hi / 10.0).ceil() * 10.0 + 5.0,
+        )
+    } else {
+        (0.0, 100.0)
+    }
+}
+
 /// Runs of contiguous intervals (a gap of more than a second splits them).
 fn split(steps: &[(f64, f64, f64)]) -> Vec<Vec<(f64, f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64, f64)>> = Vec::new();
@@ -143,18 +152,7 @@ impl Figure for Spectrum {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.bands.len().max(1);
-        let all = self.series.iter().flat_map(|s| s.1.iter().copied());
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        let (lo, hi) = if lo.is_finite() {
-            (
-                (lo / 10.0).floor() * 10.0 - 5.0,
-                (hi / 10.0).ceil() * 10.0 + 5.0,
-            )
-        } else {
-            (0.0, 100.0)
-        };
+        let (lo, hi) = db_range(self.series.iter().flat_map(|s| s.1.iter().copied()));
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, font(18))
             .margin(12)
