@@ -12,7 +12,7 @@ pub mod site;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 /// DejaVu Sans (its licence in assets/fonts/), so text renders the same on every machine
@@ -144,6 +144,22 @@ pub fn short(s: &str, n: usize) -> String {
     } else {
         s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
     }
+}
+
+/// The legend most charts share: upper right, on a light box.
+pub fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(font(12))
+        .draw()
+        .map_err(err)
 }
 
 /// The font at `size` points.
