@@ -15,6 +15,15 @@ pub struct NamedPeriod {
 }
 
 impl NamedPeriod {
+    /// `name` from hour `from` to hour `to` (local, may wrap midnight) with `penalty_db`.
+    pub fn new(name: &str, from: u32, to: u32, penalty_db: f64) -> Self {
+        Self {
+            name: name.into(),
+            hours: (from * 60, to * 60),
+            penalty_db,
+        }
+    }
+
     /// Minutes of the day it covers.
     pub fn minutes(&self) -> u32 {
         let (a, b) = self.hours;
@@ -35,21 +44,9 @@ impl NamedPeriod {
 /// (+10 dB).
 pub fn eu_periods() -> Vec<NamedPeriod> {
     vec![
-        NamedPeriod {
-            name: "day".into(),
-            hours: (7 * 60, 19 * 60),
-            penalty_db: 0.0,
-        },
-        NamedPeriod {
-            name: "evening".into(),
-            hours: (19 * 60, 23 * 60),
-            penalty_db: 5.0,
-        },
-        NamedPeriod {
-            name: "night".into(),
-            hours: (23 * 60, 7 * 60),
-            penalty_db: 10.0,
-        },
+        NamedPeriod::new("day", 7, 19, 0.0),
+        NamedPeriod::new("evening", 19, 23, 5.0),
+        NamedPeriod::new("night", 23, 7, 10.0),
     ]
 }
 
@@ -74,45 +71,23 @@ pub fn period_figures(
     minute_of: impl Fn(&LevelRow) -> u32,
     night_lamax_db: Option<f64>,
 ) -> PeriodFigures {
-    let in_period = |p: &NamedPeriod| -> Vec<&LevelRow> {
-        rows.iter().filter(|r| p.contains(minute_of(r))).collect()
+    // (name, LAeq, seconds measured) of a period
+    let laeq_of = |p: &NamedPeriod| -> (String, Option<f64>, f64) {
+        let inside: Vec<&LevelRow> = rows.iter().filter(|r| p.contains(minute_of(r))).collect();
+        (
+            p.name.clone(),
+            energy_mean(inside.iter().map(|r| (r.laeq, r.seconds))),
+            inside.iter().map(|r| r.seconds).sum(),
+        )
     };
-    let laeq: Vec<(String, Option<f64>, f64)> = periods
-        .iter()
-        .map(|p| {
-            let inside = in_period(p);
-            (
-                p.name.clone(),
-                energy_mean(inside.iter().map(|r| (r.laeq, r.seconds))),
-                inside.iter().map(|r| r.seconds).sum(),
-            )
-        })
-        .collect();
+    let laeq: Vec<(String, Option<f64>, f64)> = periods.iter().map(laeq_of).collect();
     let covers_day = periods.iter().map(NamedPeriod::minutes).sum::<u32>() == 1440;
     let lden = weighted(periods, &laeq).filter(|_| covers_day);
     let dn = [
-        NamedPeriod {
-            name: "day".into(),
-            hours: (7 * 60, 22 * 60),
-            penalty_db: 0.0,
-        },
-        NamedPeriod {
-            name: "night".into(),
-            hours: (22 * 60, 7 * 60),
-            penalty_db: 10.0,
-        },
+        NamedPeriod::new("day", 7, 22, 0.0),
+        NamedPeriod::new("night", 22, 7, 10.0),
     ];
-    let dn_laeq: Vec<(String, Option<f64>, f64)> = dn
-        .iter()
-        .map(|p| {
-            let inside = in_period(p);
-            (
-                p.name.clone(),
-                energy_mean(inside.iter().map(|r| (r.laeq, r.seconds))),
-                0.0,
-            )
-        })
-        .collect();
+    let dn_laeq: Vec<(String, Option<f64>, f64)> = dn.iter().map(laeq_of).collect();
     let ldn = weighted(&dn, &dn_laeq);
     let night_events = night_lamax_db.and_then(|t| {
         let night = periods.iter().find(|p| p.name == "night")?;
