@@ -137,7 +137,7 @@ fn models(c: &mut Criterion) {
     for dir in dirs {
         let model = Model::load(&ModelConfig::new(&dir)).expect("model");
         let m = &model.manifest;
-        let input = vec![0.1f32; m.window_frames * m.fbank.mel_bins];
+        let input = vec![0.1f32; m.window_frames * m.frame_bins()];
         g.bench_function(BenchmarkId::new("window", model.name()), |b| {
             b.iter(|| model.score_prepared(&input).expect("inference"))
         });

@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             // (windows × frames × mel bins), written the same way (windows × labels).
             let model = Model::load(&ModelConfig::new(&args[2]).attention(attention()?))?;
             let x = read_f32(&args[3])?;
-            let len = model.manifest.window_frames * model.manifest.fbank.mel_bins;
+            let len = model.manifest.window_frames * model.manifest.frame_bins();
             anyhow::ensure!(
                 !x.is_empty() && x.len().is_multiple_of(len),
                 "{} values are not whole windows of {len}",
@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             let m = &model.manifest;
             // A constant window by default; `BENCH_INPUT=noise` gives a varied one (uniform
             // in [-1, 1), fixed seed), as real features are.
-            let n = m.window_frames * m.fbank.mel_bins;
+            let n = m.window_frames * m.frame_bins();
             let input: Vec<f32> = if std::env::var("BENCH_INPUT").as_deref() == Ok("noise") {
                 soundsentry::noise::Noise::new(0x2545_f491_4f6c_dd1d).samples(n, 2.0)
             } else {

@@ -1,11 +1,11 @@
-//! The analysis chain for a stream: resample → fbank ([`LogMel`]) → rolling window → prepared
-//! model input.
+//! The analysis chain for a stream: resample → fbank or blocks of samples ([`Frames`]) →
+//! rolling window → prepared model input.
 //!
 //! Inference is not done here: windows leave as prepared inputs, so the model can run on its
 //! own thread and a slow model never delays the fbank.
 
 use crate::audio::{ResampleError, Resampler};
-use crate::features::{Fbank, FbankError};
+use crate::features::{Blocks, Fbank, FbankError};
 use crate::model::{prepare_window, Manifest};
 use crate::window::FrameWindow;
 
@@ -18,7 +18,7 @@ pub struct Window {
     pub new_from_s: f64,
     /// Frames in the window before padding.
     pub frames: usize,
-    /// The model input: `window_frames × mel_bins`, padded and normalised.
+    /// The model input: `window_frames × frame values`, padded and normalised (or scaled).
     pub input: Vec<f32>,
 }
 
@@ -58,54 +58,97 @@ pub enum AnalysisError {
     Fbank(#[from] FbankError),
 }
 
-/// Samples at the source rate → the model's log-mel frames: the resample → fbank chain that
-/// [`Analyzer`] and the offline commands (`classify`, `fbank`) share.
-pub struct LogMel {
+/// Samples at the source rate → the model's frames: log-mel frames, or for a waveform model
+/// blocks of samples. The resample → frames chain that [`Analyzer`] and the offline commands
+/// (`classify`, `fbank`, `embed`) share.
+pub struct Frames {
     resampler: Resampler,
-    fbank: Fbank,
+    stage: Stage,
     resampled: Vec<f32>,
 }
 
-impl LogMel {
-    /// The chain for audio at `source_rate` Hz into `manifest`'s fbank.
+enum Stage {
+    Fbank(Fbank),
+    Blocks(Blocks),
+}
+
+impl Frames {
+    /// The chain for audio at `source_rate` Hz into `manifest`'s frames.
     pub fn new(manifest: &Manifest, source_rate: u32) -> Result<Self, AnalysisError> {
+        let stage = match manifest.fbank_config() {
+            Some(cfg) => Stage::Fbank(Fbank::new(&cfg)?),
+            None => Stage::Blocks(Blocks::new(manifest.frame_bins(), manifest.sample_rate)),
+        };
         Ok(Self {
             resampler: Resampler::new(source_rate, manifest.sample_rate)?,
-            fbank: Fbank::new(&manifest.fbank_config())?,
+            stage,
             resampled: Vec::new(),
         })
     }
 
-    /// Feeds mono samples; appends the frames they complete to `out` (row-major, `mel_bins`
-    /// a frame) and returns how many.
+    /// Feeds mono samples; appends the frames they complete to `out` (row-major,
+    /// [`Frames::bins`] a frame) and returns how many.
     pub fn process(&mut self, samples: &[f32], out: &mut Vec<f32>) -> Result<usize, AnalysisError> {
         self.resampled.clear();
         self.resampler.process(samples, &mut self.resampled)?;
-        Ok(self.fbank.process(&self.resampled, out))
+        Ok(self.stage_process(out))
     }
 
-    /// Ends the stream: the resampler's tail through the fbank, its frames appended to `out`.
+    /// Ends the stream: the resampler's tail through the stage, its frames appended to `out`
+    /// (a waveform model's last, unfinished block completed with silence).
     pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<usize, AnalysisError> {
         self.resampled.clear();
         self.resampler.finish(&mut self.resampled)?;
-        Ok(self.fbank.process(&self.resampled, out))
+        let n = self.stage_process(out);
+        Ok(n + match &mut self.stage {
+            Stage::Fbank(_) => 0,
+            Stage::Blocks(b) => b.finish(out),
+        })
     }
 
-    /// Starts the fbank afresh (frame counts from zero).
+    fn stage_process(&mut self, out: &mut Vec<f32>) -> usize {
+        match &mut self.stage {
+            Stage::Fbank(f) => f.process(&self.resampled, out),
+            Stage::Blocks(b) => b.process(&self.resampled, out),
+        }
+    }
+
+    /// Starts afresh (frame counts from zero).
     pub fn reset(&mut self) {
-        self.fbank.reset();
+        match &mut self.stage {
+            Stage::Fbank(f) => f.reset(),
+            Stage::Blocks(b) => b.reset(),
+        }
     }
 
-    /// The fbank, for its settings.
-    pub fn fbank(&self) -> &Fbank {
-        &self.fbank
+    /// Values a frame: mel bins, or samples a block.
+    pub fn bins(&self) -> usize {
+        match &self.stage {
+            Stage::Fbank(f) => f.mel_bins(),
+            Stage::Blocks(b) => b.block(),
+        }
+    }
+
+    /// Seconds between frame starts, and seconds a frame covers.
+    pub fn frame_timing(&self) -> (f64, f64) {
+        match &self.stage {
+            Stage::Fbank(f) => {
+                let cfg = f.config();
+                let rate = cfg.sample_rate as f64;
+                (cfg.frame_shift() as f64 / rate, cfg.frame_length() as f64 / rate)
+            }
+            Stage::Blocks(b) => {
+                let s = b.block() as f64 / f64::from(b.sample_rate());
+                (s, s)
+            }
+        }
     }
 }
 
 /// Streams audio at the source rate into prepared model windows, every `hop_frames`.
 pub struct Analyzer {
     manifest: Manifest,
-    log_mel: LogMel,
+    chain: Frames,
     window: FrameWindow,
     hop_frames: usize,
     since_last: usize,
@@ -120,8 +163,8 @@ impl Analyzer {
         hop_frames: usize,
     ) -> Result<Self, AnalysisError> {
         Ok(Self {
-            log_mel: LogMel::new(manifest, source_rate)?,
-            window: FrameWindow::new(manifest.window_frames, manifest.fbank.mel_bins),
+            chain: Frames::new(manifest, source_rate)?,
+            window: FrameWindow::new(manifest.window_frames, manifest.frame_bins()),
             manifest: manifest.clone(),
             hop_frames: hop_frames.max(1),
             since_last: 0,
@@ -136,7 +179,7 @@ impl Analyzer {
         on_window: &mut dyn FnMut(Window),
     ) -> Result<(), AnalysisError> {
         self.frames.clear();
-        let n = self.log_mel.process(samples, &mut self.frames)?;
+        let n = self.chain.process(samples, &mut self.frames)?;
         self.feed_frames(n, on_window);
         Ok(())
     }
@@ -145,18 +188,18 @@ impl Analyzer {
     /// (if any), and resets for a new stream.
     pub fn finish(&mut self, on_window: &mut dyn FnMut(Window)) -> Result<(), AnalysisError> {
         self.frames.clear();
-        let n = self.log_mel.finish(&mut self.frames)?;
+        let n = self.chain.finish(&mut self.frames)?;
         self.feed_frames(n, on_window);
         if self.since_last > 0 {
             self.emit(on_window);
         }
-        self.log_mel.reset();
+        self.chain.reset();
         Ok(())
     }
 
     /// Pushes the `n` new frames of `self.frames` into the window, emitting at each hop.
     fn feed_frames(&mut self, n: usize, on_window: &mut dyn FnMut(Window)) {
-        let bins = self.log_mel.fbank().mel_bins();
+        let bins = self.chain.bins();
         // Push up to each hop boundary so every window sees exactly its frames.
         let mut done = 0;
         while done < n {
@@ -172,9 +215,7 @@ impl Analyzer {
     }
 
     fn emit(&mut self, on_window: &mut dyn FnMut(Window)) {
-        let cfg = self.log_mel.fbank().config();
-        let shift = cfg.frame_shift() as f64 / cfg.sample_rate as f64;
-        let length = cfg.frame_length() as f64 / cfg.sample_rate as f64;
+        let (shift, length) = self.chain.frame_timing();
         let total = self.window.total() as f64;
         let (view, frames) = self.window.latest();
         let new_frames = self.since_last as f64;

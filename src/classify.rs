@@ -1,4 +1,4 @@
-//! Offline classification: a file streamed through the model's fbank into consecutive model
+//! Offline classification: a file streamed through the model's frames into consecutive model
 //! windows, scored as they fill; memory is bounded by one window, whatever the file's length.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use serde::Serialize;
 
-use crate::analysis::LogMel;
+use crate::analysis::Frames;
 use crate::audio::AudioFile;
 use crate::model::{prepare_window, Manifest, Model};
 
@@ -17,7 +17,7 @@ use crate::aggregate::Aggregator;
 /// What streaming a file gave.
 #[derive(Debug, Clone, Copy)]
 pub struct Streamed {
-    /// Log-mel frames of the whole file.
+    /// Frames of the whole file (log-mel frames, or a waveform model's blocks).
     pub frames: usize,
     /// Windows handed on.
     pub windows: usize,
@@ -25,18 +25,19 @@ pub struct Streamed {
     pub duration_s: f64,
 }
 
-/// Decodes, downmixes, resamples and fbanks `path` for `manifest` chunk by chunk, and calls
-/// `on_frames` with each run of new raw log-mel frames (row-major, `mel_bins` a frame) as it
-/// comes, then `progress` with the fraction of the file read when its length is known.
-pub fn stream_log_mel(
+/// Decodes, downmixes, resamples and fbanks (or cuts into blocks) `path` for `manifest` chunk
+/// by chunk, and calls `on_frames` with each run of new raw frames (row-major,
+/// `manifest.frame_bins()` a frame) as it comes, then `progress` with the fraction of the file
+/// read when its length is known.
+pub fn stream_frames(
     manifest: &Manifest,
     path: &Path,
     progress: &mut dyn FnMut(f64),
     on_frames: &mut dyn FnMut(&[f32]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Streamed> {
     let mut file = AudioFile::open(path)?;
-    let mut log_mel =
-        LogMel::new(manifest, file.sample_rate()).with_context(|| path.display().to_string())?;
+    let mut chain =
+        Frames::new(manifest, file.sample_rate()).with_context(|| path.display().to_string())?;
     let total = file.frames_hint();
     let (mut mono, mut data) = (Vec::new(), Vec::new());
     let (mut read, mut frames) = (0u64, 0usize);
@@ -46,9 +47,9 @@ pub fn stream_log_mel(
         more = file.read_chunk(&mut mono)?;
         read += mono.len() as u64;
         data.clear();
-        frames += log_mel.process(&mono, &mut data)?;
+        frames += chain.process(&mono, &mut data)?;
         if !more {
-            frames += log_mel.finish(&mut data)?;
+            frames += chain.finish(&mut data)?;
         }
         if !data.is_empty() {
             on_frames(&data)?;
@@ -58,10 +59,13 @@ pub fn stream_log_mel(
         }
     }
     if frames == 0 {
+        let frame_ms = match &manifest.fbank {
+            Some(f) => f.frame_length_ms,
+            None => (manifest.frame_shift_s() * 1000.0) as f32,
+        };
         anyhow::bail!(
-            "{}: too short: shorter than one {} ms frame",
-            path.display(),
-            manifest.fbank.frame_length_ms
+            "{}: too short: shorter than one {frame_ms} ms frame",
+            path.display()
         );
     }
     Ok(Streamed {
@@ -80,11 +84,11 @@ pub fn stream_windows(
     progress: &mut dyn FnMut(f64),
     on_window: &mut dyn FnMut(Vec<f32>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Streamed> {
-    let bins = manifest.fbank.mel_bins;
+    let bins = manifest.frame_bins();
     let full = manifest.window_frames * bins;
     let mut window: Vec<f32> = Vec::with_capacity(full);
     let mut windows = 0;
-    let mut streamed = stream_log_mel(manifest, path, progress, &mut |mut new| {
+    let mut streamed = stream_frames(manifest, path, progress, &mut |mut new| {
         while !new.is_empty() {
             let take = (full - window.len()).min(new.len());
             window.extend_from_slice(&new[..take]);

@@ -96,7 +96,7 @@ pub fn embed_file(
     each: &mut dyn FnMut(&Window) -> anyhow::Result<()>,
 ) -> anyhow::Result<FileEmbedding> {
     let m = &model.manifest;
-    let window_s = m.window_frames as f64 * m.fbank.frame_shift_ms as f64 / 1000.0;
+    let window_s = m.window_s();
     let mut sum: Vec<f64> = Vec::new();
     let mut index = 0usize;
     // Each window is handed on when the next one comes, so that the last one, which may be

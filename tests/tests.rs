@@ -3,6 +3,7 @@
 mod util;
 
 mod audio_files;
+mod birdnet;
 mod beats_parity;
 mod capture;
 mod cli;
@@ -27,4 +28,5 @@ mod sources;
 mod streaming;
 mod tools;
 mod vendored_tract;
+mod waveform;
 mod web;

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::classify::{classify_file, stream_log_mel, stream_windows};
+use crate::classify::{classify_file, stream_frames, stream_windows};
 use crate::cli::{ClassifyArgs, FbankArgs, RunArgs};
 use crate::config::{resolve_watches, Config, ConfigError, Overrides};
 use crate::detect::Watch;
@@ -158,7 +158,14 @@ pub fn fbank(args: &FbankArgs) -> anyhow::Result<()> {
     let raw = *raw;
     let model = Model::load(&ModelConfig::new(model))?;
     let m = &model.manifest;
-    let bins = m.fbank.mel_bins;
+    if m.fbank.is_none() {
+        anyhow::bail!(
+            "{}: {} is a waveform-input model: it has no fbank (it is fed the samples)",
+            args.model.display(),
+            m.name
+        );
+    }
+    let bins = m.frame_bins();
     let at = |e: std::io::Error| anyhow::anyhow!("{}: {e}", out.display());
     let writer = std::io::BufWriter::new(std::fs::File::create(out).map_err(at)?);
     let bar = progress_bar(file);
@@ -172,7 +179,7 @@ pub fn fbank(args: &FbankArgs) -> anyhow::Result<()> {
     };
     let mut npy = crate::npy::NpyWriter::new(writer, &row).map_err(at)?;
     let result = if raw {
-        stream_log_mel(m, file, &mut progress, &mut |frames| {
+        stream_frames(m, file, &mut progress, &mut |frames| {
             npy.rows(frames).map_err(at)
         })
     } else {

@@ -65,6 +65,28 @@ fn default_frame_shift() -> f32 {
 pub enum InputKind {
     /// Normalised log-mel frames, shape (1, frames, mel_bins).
     Fbank,
+    /// Samples at `sample_rate`, shape (1, samples): BirdNET, YAMNet, PANNs.
+    Waveform,
+}
+
+/// The `[waveform]` table of a waveform-input model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformSpec {
+    /// Samples a window holds (BirdNET: 144000, 3 s at 48 kHz).
+    pub window_samples: usize,
+    /// Each sample (full scale ±1) is multiplied by this before the model: 1.0, or 32768.0
+    /// for a model trained on 16-bit integer values.
+    #[serde(default = "one_f32")]
+    pub scale: f32,
+    /// The step the analysis moves in, samples: windows and hops are whole numbers of it.
+    /// Absent: the largest divisor of `window_samples` not above 10 ms.
+    #[serde(default)]
+    pub block_samples: Option<usize>,
+}
+
+fn one_f32() -> f32 {
+    1.0
 }
 
 /// A validated `model.toml`.
@@ -82,9 +104,11 @@ pub struct Manifest {
     pub labels: String,
     /// Input kind.
     pub input: InputKind,
-    /// Sample rate the fbank expects, Hz.
+    /// Sample rate the model expects, Hz.
     pub sample_rate: u32,
-    /// Frames per window fed to the model.
+    /// Frames per window fed to the model. For a waveform model it is not given: it is
+    /// `window_samples / block_samples`, a "frame" being a block of samples.
+    #[serde(default)]
     pub window_frames: usize,
     /// Whether the graph accepts any number of frames. Such a model is fed the frames a
     /// window has (at stream start, at the end of a file), never padding.
@@ -97,6 +121,13 @@ pub struct Manifest {
     pub frame_multiple: usize,
     /// Output activation.
     pub output: Activation,
+    /// With `output = "sigmoid"`: the logits are multiplied by this first (BirdNET's
+    /// sensitivity, 0.5–1.5; 1.0 when absent).
+    #[serde(default)]
+    pub sensitivity: Option<f32>,
+    /// With `output = "sigmoid"`: the logits are clipped to ±this first (BirdNET: 15).
+    #[serde(default)]
+    pub logit_clip: Option<f32>,
     /// Optional cross-check of the labels count.
     #[serde(default)]
     pub num_labels: Option<usize>,
@@ -111,10 +142,15 @@ pub struct Manifest {
     /// The embedding's length, checked against the graph at load.
     #[serde(default)]
     pub embedding_size: Option<usize>,
-    /// Fbank parameters.
-    pub fbank: FbankSpec,
-    /// Normalisation.
-    pub normalize: Normalize,
+    /// Fbank parameters (`input = "fbank"`).
+    #[serde(default)]
+    pub fbank: Option<FbankSpec>,
+    /// Normalisation (`input = "fbank"`).
+    #[serde(default)]
+    pub normalize: Option<Normalize>,
+    /// Window and scale (`input = "waveform"`).
+    #[serde(default)]
+    pub waveform: Option<WaveformSpec>,
     /// The model's own `on` score per label (`[thresholds]`, display name = score), chosen
     /// where it was trained; a label without one uses the configuration's `on`.
     #[serde(default)]
@@ -149,9 +185,9 @@ impl Manifest {
             path: path.to_owned(),
             msg,
         };
-        let m: Manifest = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let mut problems = Vec::new();
-        if m.window_frames == 0 {
+        let mut m: Manifest = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut problems = m.check_input();
+        if m.window_frames == 0 && problems.is_empty() {
             problems.push("window_frames must be > 0".to_owned());
         }
         if m.frame_multiple == 0 || m.frame_multiple > m.window_frames.max(1) {
@@ -160,11 +196,14 @@ impl Manifest {
                 m.window_frames
             ));
         }
-        if m.normalize.std * m.normalize.std_factor <= 0.0 {
-            problems.push("normalize.std and std_factor must be > 0".to_owned());
+        if let Some(s) = m.sensitivity.filter(|s| !(s.is_finite() && *s > 0.0)) {
+            problems.push(format!("sensitivity = {s} must be > 0"));
         }
-        if m.fbank.mel_bins == 0 {
-            problems.push("fbank.mel_bins must be > 0".to_owned());
+        if let Some(c) = m.logit_clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            problems.push(format!("logit_clip = {c} must be > 0"));
+        }
+        if m.output != Activation::Sigmoid && (m.sensitivity.is_some() || m.logit_clip.is_some()) {
+            problems.push("sensitivity and logit_clip apply to output = \"sigmoid\" only".to_owned());
         }
         match (&m.embedding, m.embedding_size) {
             (Some(name), Some(n)) if !name.is_empty() && n > 0 => {}
@@ -185,7 +224,7 @@ impl Manifest {
                 ));
             }
         }
-        if let Err(e) = crate::features::Fbank::new(&m.fbank_config()) {
+        if let Some(Err(e)) = m.fbank_config().map(|c| crate::features::Fbank::new(&c)) {
             problems.push(format!("fbank: {e}"));
         }
         if problems.is_empty() {
@@ -207,30 +246,140 @@ impl Manifest {
         (frames / m * m).max(m).min(self.window_frames)
     }
 
-    /// How many fbank frames a stretch of audio `d` long advances by: `d` in frame shifts
-    /// (`fbank.frame_shift_ms`), rounded, at least one (the analysis hop in frames).
+    /// How many frames a stretch of audio `d` long advances by: `d` in frame shifts
+    /// (`fbank.frame_shift_ms`, or a waveform model's block), rounded, at least one (the
+    /// analysis hop in frames).
     pub fn frames_in(&self, d: std::time::Duration) -> usize {
-        let shift_ms = f64::from(self.fbank.frame_shift_ms);
-        ((d.as_secs_f64() * 1000.0 / shift_ms).round() as usize).max(1)
+        ((d.as_secs_f64() / self.frame_shift_s()).round() as usize).max(1)
     }
 
-    /// The fbank stage configuration this model needs.
-    pub fn fbank_config(&self) -> FbankConfig {
-        FbankConfig {
+    /// Seconds between the starts of two frames (a waveform model's block).
+    pub fn frame_shift_s(&self) -> f64 {
+        match (&self.fbank, &self.waveform) {
+            (Some(f), _) => f64::from(f.frame_shift_ms) / 1000.0,
+            (None, w) => {
+                let block = w.as_ref().map_or(1, |w| block_of(w, self.sample_rate));
+                block as f64 / f64::from(self.sample_rate)
+            }
+        }
+    }
+
+    /// Seconds of audio one window covers (fbank frames' shifts, or samples).
+    pub fn window_s(&self) -> f64 {
+        self.window_frames as f64 * self.frame_shift_s()
+    }
+
+    /// Values a frame holds: mel bins, or a waveform model's block of samples.
+    pub fn frame_bins(&self) -> usize {
+        match (&self.fbank, &self.waveform) {
+            (Some(f), _) => f.mel_bins,
+            (None, w) => w.as_ref().map_or(1, |w| block_of(w, self.sample_rate)),
+        }
+    }
+
+    /// The fbank stage configuration this model needs; `None` for a waveform model.
+    pub fn fbank_config(&self) -> Option<FbankConfig> {
+        let f = self.fbank.as_ref()?;
+        Some(FbankConfig {
             sample_rate: self.sample_rate,
-            window: self.fbank.window,
-            waveform_scale: self.fbank.waveform_scale,
-            mel_bins: self.fbank.mel_bins,
-            frame_length_ms: self.fbank.frame_length_ms,
-            frame_shift_ms: self.fbank.frame_shift_ms,
+            window: f.window,
+            waveform_scale: f.waveform_scale,
+            mel_bins: f.mel_bins,
+            frame_length_ms: f.frame_length_ms,
+            frame_shift_ms: f.frame_shift_ms,
             low_freq: 20.0,
             high_freq: 0.0,
+        })
+    }
+
+    /// The tables the input kind needs, and none it does not; fills a waveform model's
+    /// `window_frames` in blocks.
+    fn check_input(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.input {
+            InputKind::Fbank => {
+                match &self.normalize {
+                    None => problems.push("input = \"fbank\" needs [normalize]".to_owned()),
+                    Some(n) if n.std * n.std_factor <= 0.0 => {
+                        problems.push("normalize.std and std_factor must be > 0".to_owned())
+                    }
+                    Some(_) => {}
+                }
+                match &self.fbank {
+                    None => problems.push("input = \"fbank\" needs [fbank]".to_owned()),
+                    Some(f) if f.mel_bins == 0 => {
+                        problems.push("fbank.mel_bins must be > 0".to_owned())
+                    }
+                    Some(_) => {}
+                }
+                if self.waveform.is_some() {
+                    problems.push("[waveform] is for input = \"waveform\"".to_owned());
+                }
+            }
+            InputKind::Waveform => {
+                if self.fbank.is_some() || self.normalize.is_some() {
+                    problems.push(
+                        "[fbank] and [normalize] are for input = \"fbank\"; a waveform model \
+                         has [waveform]"
+                            .to_owned(),
+                    );
+                }
+                if self.window_frames != 0 {
+                    problems.push(
+                        "a waveform model gives waveform.window_samples, not window_frames"
+                            .to_owned(),
+                    );
+                }
+                match &self.waveform {
+                    None => problems.push("input = \"waveform\" needs [waveform]".to_owned()),
+                    Some(w) => match self.check_waveform(w) {
+                        Some(problem) => problems.push(problem),
+                        None => {
+                            self.window_frames =
+                                w.window_samples / block_of(w, self.sample_rate)
+                        }
+                    },
+                }
+            }
         }
+        problems
+    }
+
+    fn check_waveform(&self, w: &WaveformSpec) -> Option<String> {
+        if w.window_samples == 0 {
+            return Some("waveform.window_samples must be > 0".to_owned());
+        }
+        if !(w.scale.is_finite() && w.scale > 0.0) {
+            return Some(format!("waveform.scale = {} must be > 0", w.scale));
+        }
+        if self.sample_rate == 0 {
+            return Some("sample_rate must be > 0".to_owned());
+        }
+        let block = block_of(w, self.sample_rate);
+        if block == 0 || !w.window_samples.is_multiple_of(block) {
+            return Some(format!(
+                "waveform.block_samples = {block} must divide window_samples = {}",
+                w.window_samples
+            ));
+        }
+        None
     }
 }
 
 fn one() -> usize {
     1
+}
+
+/// A waveform model's block: `block_samples`, or the largest divisor of the window not above
+/// 10 ms at the model's rate (at least one sample).
+fn block_of(w: &WaveformSpec, sample_rate: u32) -> usize {
+    w.block_samples.unwrap_or_else(|| {
+        let most = (sample_rate as usize / 100).max(1);
+        (1..=most)
+            .rev()
+            .find(|b| w.window_samples.is_multiple_of(*b))
+            .unwrap_or(1)
+    })
 }
 
 #[cfg(test)]

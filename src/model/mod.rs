@@ -17,7 +17,7 @@ pub use input::prepare_window;
 pub use kernels::Kernels;
 pub use labels::Label;
 pub use load::inference_model as read_onnx;
-pub use manifest::{Activation, HeadSpec, Manifest, Normalize};
+pub use manifest::{Activation, HeadSpec, InputKind, Manifest, Normalize, WaveformSpec};
 pub use ops::{
     fold_shape_arithmetic, fuse_attention, fuse_layer_norms, fuse_scaled_casts, Attention,
 };
@@ -70,7 +70,8 @@ impl Model {
         let load_phase = crate::memory::LoadPhase::start();
         let spec = GraphSpec {
             frames: manifest.window_frames,
-            bins: manifest.fbank.mel_bins,
+            bins: manifest.frame_bins(),
+            flat: manifest.input == manifest::InputKind::Waveform,
             dynamic: manifest.dynamic_frames,
             embedding: manifest.embedding.clone().zip(manifest.embedding_size),
         };
@@ -116,6 +117,19 @@ impl Model {
         })
     }
 
+    /// The manifest's output activation, in place: a sigmoid (of the logits times
+    /// `sensitivity`, clipped to ±`logit_clip` first, where given), or nothing.
+    fn activate(&self, out: &mut [f32]) {
+        let m = &self.manifest;
+        if m.output != Activation::Sigmoid {
+            return;
+        }
+        let k = m.sensitivity.unwrap_or(1.0);
+        let clip = m.logit_clip.unwrap_or(f32::INFINITY);
+        out.iter_mut()
+            .for_each(|x| *x = 1.0 / (1.0 + (-k * x.clamp(-clip, clip)).exp()));
+    }
+
     /// Scores a window already prepared with [`prepare_window`]: one score per label of
     /// [`Model::labels`] (a head's scores computed from the same call's embedding).
     pub fn score_prepared(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
@@ -123,9 +137,7 @@ impl Model {
             return Ok(self.score_and_embed(input)?.0);
         }
         let mut out = self.runtime.run(input)?;
-        if self.manifest.output == Activation::Sigmoid {
-            out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
-        }
+        self.activate(&mut out);
         Ok(out)
     }
 
@@ -136,9 +148,7 @@ impl Model {
         input: &[f32],
     ) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
         let (mut out, embedding) = self.runtime.run_both(input)?;
-        if self.manifest.output == Activation::Sigmoid {
-            out.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
-        }
+        self.activate(&mut out);
         if let Some(head) = &self.head {
             let e = embedding.as_deref().ok_or_else(|| {
                 ModelError::Inference("the head's embedding output gave nothing".into())

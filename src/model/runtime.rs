@@ -43,7 +43,7 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// One optimised tract plan for a fixed input shape (1, frames, mel_bins), with its run
+/// One optimised tract plan for a fixed input shape ([`InputShape`]), with its run
 /// state (the state holds its plan).
 struct Plan {
     state: Box<dyn State>,
@@ -63,6 +63,7 @@ pub struct Runtime {
     path: std::path::PathBuf,
     frames: usize,
     bins: usize,
+    flat: bool,
     dynamic: bool,
     outputs: usize,
     embedding: Option<(String, usize)>,
@@ -78,16 +79,38 @@ pub struct Runtime {
 pub struct GraphSpec {
     /// Frames of a full window.
     pub frames: usize,
-    /// Mel bins a frame.
+    /// Values a frame: mel bins, or a waveform model's samples a block.
     pub bins: usize,
+    /// Whether the input is one row of `frames × bins` values, (1, samples), as a waveform
+    /// model's is, rather than (1, frames, bins).
+    pub flat: bool,
     /// Whether shorter windows run too (`dynamic_frames`).
     pub dynamic: bool,
     /// The embedding output's name and length, when the manifest names one.
     pub embedding: Option<(String, usize)>,
 }
 
+/// The graph's input shape for a window of `frames` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InputShape {
+    frames: usize,
+    bins: usize,
+    flat: bool,
+}
+
+impl InputShape {
+    fn dims(self) -> Vec<usize> {
+        if self.flat {
+            vec![1, self.frames * self.bins]
+        } else {
+            vec![1, self.frames, self.bins]
+        }
+    }
+}
+
 impl Runtime {
-    /// Loads the ONNX file, fixes the input to (1, frames, bins), optimises, and checks that
+    /// Loads the ONNX file, fixes the input to (1, frames, bins) (or (1, frames × bins) when
+    /// `flat`), optimises, and checks that
     /// the output is one score vector (and the embedding output, when named, one vector of
     /// its length). tract's reason is kept in the error. With `threads` above 1, tract's
     /// matrix products run on a pool of that many threads. With `dynamic`, windows of fewer
@@ -102,10 +125,12 @@ impl Runtime {
         let GraphSpec {
             frames,
             bins,
+            flat,
             dynamic,
             embedding,
         } = spec;
-        let plan = build_plan(path, frames, bins, device, attention, embedding.as_ref())?;
+        let shape = InputShape { frames, bins, flat };
+        let plan = build_plan(path, shape, device, attention, embedding.as_ref())?;
         let executor = if threads > 1 {
             Executor::multithread_with_name(threads, "soundsentry-mm")
         } else {
@@ -117,6 +142,7 @@ impl Runtime {
             path: path.to_owned(),
             frames,
             bins,
+            flat,
             dynamic,
             outputs: plan.outputs,
             embedding_output: plan.embedding,
@@ -177,7 +203,12 @@ impl Runtime {
                 }
             )));
         }
-        let tensor = Tensor::from_shape(&[1, frames, self.bins], input).map_err(fail)?;
+        let shape = InputShape {
+            frames,
+            bins: self.bins,
+            flat: self.flat,
+        };
+        let tensor = Tensor::from_shape(&shape.dims(), input).map_err(fail)?;
         let run = |state: &mut Box<dyn State>| {
             multithread_tract_scope(self.executor.clone(), || {
                 state.run(tvec!(tensor.into_tvalue()))
@@ -201,7 +232,7 @@ impl Runtime {
                 let started = std::time::Instant::now();
                 let (device, attention) = self.requested;
                 let embedding = self.embedding.as_ref();
-                let plan = build_plan(&self.path, frames, self.bins, device, attention, embedding)
+                let plan = build_plan(&self.path, shape, device, attention, embedding)
                     .map_err(|e| {
                         ModelError::Inference(format!("a window of {frames} frames: {e}"))
                     })?;
@@ -224,11 +255,10 @@ impl Runtime {
     }
 }
 
-/// Loads the ONNX file for the input (1, frames, bins), optimises it and makes it runnable.
+/// Loads the ONNX file for the input shape, optimises it and makes it runnable.
 fn build_plan(
     path: &Path,
-    frames: usize,
-    bins: usize,
+    shape: InputShape,
     device: Device,
     attention: Attention,
     embedding: Option<&(String, usize)>,
@@ -262,25 +292,26 @@ fn build_plan(
         })?),
     };
     let declared = model.input_fact(0).map_err(|e| err("no input", e))?.clone();
-    if let Some(shape) = declared.shape.concretize() {
-        let want = [1, frames, bins];
-        let fixed: Vec<Option<usize>> = shape.iter().map(|d| d.to_usize().ok()).collect();
-        let fits = fixed.len() == 3
+    let want = shape.dims();
+    if let Some(declared) = declared.shape.concretize() {
+        let fixed: Vec<Option<usize>> = declared.iter().map(|d| d.to_usize().ok()).collect();
+        let fits = fixed.len() == want.len()
             && fixed
                 .iter()
-                .zip(want)
-                .all(|(got, w)| got.is_none_or(|g| g == w));
+                .zip(&want)
+                .all(|(got, w)| got.is_none_or(|g| g == *w));
         if !fits {
             return Err(ModelError::Onnx {
                 path: path.to_owned(),
                 msg: format!(
-                    "input shape {shape:?} does not fit the manifest's (1, {frames}, {bins})"
+                    "input shape {declared:?} does not fit the manifest's ({})",
+                    want.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
                 ),
             });
         }
     }
     let model = model
-        .with_input_fact(0, f32::fact([1, frames, bins]).into())
+        .with_input_fact(0, f32::fact(&want).into())
         .map_err(|e| err("setting the input shape", e))?
         .into_typed()
         .and_then(declutter)

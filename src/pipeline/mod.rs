@@ -221,13 +221,11 @@ pub fn run(
             notify: &notify,
             mqtt: mqtt.as_ref(),
             shutdown,
-            live: live.as_deref().map(|l| {
-                (
-                    l,
-                    model.manifest.fbank.mel_bins,
-                    model.manifest.fbank.frame_shift_ms,
-                )
-            }),
+            // The page's spectrogram is drawn from log-mel frames: none for a waveform model.
+            live: live
+                .as_deref()
+                .zip(model.manifest.fbank.as_ref())
+                .map(|(l, f)| (l, f.mel_bins, f.frame_shift_ms)),
             recorder: recorder.as_ref(),
         };
         // The analysis runs on this thread; its senders drop when it returns.
@@ -366,7 +364,8 @@ impl Privacy {
                 .collect()
         };
         let m = &model.manifest;
-        let window_s = m.window_frames as f64 * f64::from(m.fbank.frame_shift_ms) / 1000.0 + 0.025;
+        let frame_s = m.fbank.as_ref().map_or(0.0, |f| f64::from(f.frame_length_ms) / 1000.0);
+        let window_s = m.window_s() + frame_s;
         Ok(Self {
             outputs,
             threshold: cfg.privacy.threshold,
