@@ -135,7 +135,10 @@ impl Frames {
             Stage::Fbank(f) => {
                 let cfg = f.config();
                 let rate = cfg.sample_rate as f64;
-                (cfg.frame_shift() as f64 / rate, cfg.frame_length() as f64 / rate)
+                (
+                    cfg.frame_shift() as f64 / rate,
+                    cfg.frame_length() as f64 / rate,
+                )
             }
             Stage::Blocks(b) => {
                 let s = b.block() as f64 / f64::from(b.sample_rate());

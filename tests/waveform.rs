@@ -66,7 +66,10 @@ fn a_waveform_model_scores_file_windows_as_onnxruntime_does() {
         let d = max_abs_diff(s, w);
         assert!(d < 1e-5, "window {i}: scores {s:?} vs onnxruntime {w:?}");
         let d = max_abs_diff(e, we);
-        assert!(d < 1e-4, "window {i}: embedding {e:?} vs onnxruntime {we:?}");
+        assert!(
+            d < 1e-4,
+            "window {i}: embedding {e:?} vs onnxruntime {we:?}"
+        );
     }
     // The scene is quiet, then a 1 kHz tone from 1.5 s to 3.5 s, then noise: what the
     // windows heard is where it was.
@@ -164,12 +167,11 @@ fn a_waveform_model_hears_audio_at_another_rate_resampled() {
     let dir = tempfile::tempdir().expect("tmp");
     let wav = dir.path().join("tone-48k.wav");
     write_wav_f32(&wav, rate, &samples);
-    let lines = json_lines(&run_ok(
-        bin()
-            .arg("run")
-            .arg("--config")
-            .arg(config(dir.path(), &wav, "250ms")),
-    ));
+    let lines = json_lines(&run_ok(bin().arg("run").arg("--config").arg(config(
+        dir.path(),
+        &wav,
+        "250ms",
+    ))));
     let windows = scores_by_end(&lines);
     assert_eq!(windows.len(), 20);
     let at = |end: f64, label: &str| {

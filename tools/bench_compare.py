@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""The comparison harness behind tools/bench-compare: ours against onnxruntime and
-kaldi-native-fbank, measured in one run on this machine.
+"""The comparison harness behind tools/bench-compare: ours against the runtimes a user would
+pick instead (onnxruntime plain and with its transformer optimizer, OpenVINO, TFLite/XNNPACK
+for BirdNET; tools/bench_peers.py) and kaldi-native-fbank, measured in one run on this
+machine, with this CPU's peak (examples/peak.rs) and the share of it each model reaches.
 
 Prints a table of ratios (ours / reference), writes it to bench-out/figures.md, and ends
 with one JSON line of the figures. Run through tools/bench-compare, which installs the
 Python requirements, builds the release probe and the binary, and exports the models.
 
-Also a probe itself: `bench_compare.py ort-probe ONNX THREADS ITERS` prints onnxruntime's
-ms/window and peak RSS as JSON (a separate process, so RSS is onnxruntime's alone).
+Each peer runs in a process of its own (bench_peers.py), so each peak RSS is its own.
 """
 
 import json
@@ -25,6 +26,8 @@ import numpy as np
 OUT = Path(os.environ.get("OUT", "bench-out"))
 PROBE = os.environ.get("PROBE", "target/release/examples/bench_probe")
 BIN = os.environ.get("BIN", "target/release/soundsentry")
+PEAK = os.environ.get("PEAK", "target/release/examples/peak")
+BIRDNET = Path(os.environ.get("BIRDNET", str(OUT / "birdnet")))
 
 
 def peak_rss_mb():
@@ -32,26 +35,6 @@ def peak_rss_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def ort_probe(onnx, threads, iters):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
-    shape = [s if isinstance(s, int) else 998 for s in sess.get_inputs()[0].shape]
-    if Path(onnx).parent.joinpath("model.toml").exists():
-        m = re.search(r"window_frames = (\d+)", Path(onnx).parent.joinpath("model.toml").read_text())
-        shape[1] = int(m.group(1))
-    x = np.full(shape, 0.1, dtype=np.float32)
-    sess.run(None, {"features": x})
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        sess.run(None, {"features": x})
-        ts.append((time.perf_counter() - t) * 1000)
-    print(json.dumps({"ms_median": sorted(ts)[len(ts) // 2], "peak_rss_mb": peak_rss_mb()}))
 
 
 def run_json(cmd, env=None):
@@ -114,32 +97,62 @@ def fbank_rows(rows, figures):
     figures["fbank_vs_knf"] = round(o80 / k80, 3)
 
 
-def model_rows(rows, figures, models, threads_list, iters, rounds):
-    """models: list of (key, folder). Ratios are ours/onnxruntime time (lower is better).
+PEERS_PY = str(Path(__file__).with_name("bench_peers.py"))
 
-    The two runtimes take turns, `rounds` times (ours, onnxruntime, ours, onnxruntime, ...):
+
+def peer_json(peer, d, threads, iters):
+    """One peer's median ms a window on folder d (its own process), or None where it fails."""
+    r = run_json([sys.executable, PEERS_PY, peer, d, str(threads), str(iters)])
+    if "error" in r:
+        print(f"{peer} on {d}: {r['error']}", file=sys.stderr)
+        return None
+    return r
+
+
+def model_rows(rows, figures, models, threads_list, iters, rounds, peers_of):
+    """models: list of (key, folder). Ratios are ours/peer time (lower is better).
+
+    All runtimes take turns, `rounds` times (ours, onnxruntime, the other peers, ours, ...):
     this host's speed drifts by 20-30 % over minutes, and one measurement of each side, taken
     one after the other, lets that drift into the ratio. Each side's time is its best round's
-    median (the drift only ever adds time); its peak RSS is the largest of its rounds."""
+    median (the drift only ever adds time); its peak RSS is the largest of its rounds.
+    `peers_of(key)` names the peers beside plain onnxruntime ("ort"); the fastest of all
+    is `{key}_best` and ours against it `{key}_vs_best`."""
     for key, d in models:
         size_mb = (Path(d) / "model.onnx").stat().st_size / 2**20
+        peers = peers_of(key)
+        if "ort-opt" in peers:
+            r = run_json([sys.executable, PEERS_PY, "prepare", d])
+            figures[f"{key}_ort_opt_fused"] = r.get("fused", r.get("error"))
         for th in threads_list:
-            ours_runs, ort_runs = [], []
+            ours_runs, peer_runs = [], {p: [] for p in peers}
             for _ in range(rounds):
                 ours_runs.append(run_json([PROBE, "model", d, str(iters), str(th)]))
-                ort_runs.append(run_json([sys.executable, __file__, "ort-probe", f"{d}/model.onnx",
-                                          str(th), str(iters)]))
+                for p in peers:
+                    r = peer_json(p, d, th, iters)
+                    if r:
+                        peer_runs[p].append(r)
             ours_t = min(r["ms_median"] for r in ours_runs)
-            ort_t = min(r["ms_median"] for r in ort_runs)
-            ratio = ours_t / ort_t
-            rows.append((f"{key}, {th} thread{'s' if th > 1 else ''}, ms/window", ours_t, ort_t, ratio))
+            best = {p: min(r["ms_median"] for r in rs) for p, rs in peer_runs.items() if rs}
             suffix = "" if th == 1 else f"_{th}t"
-            figures[f"{key}_vs_ort{suffix}"] = round(ratio, 3)
-            if th == 1:
+            plural = "s" if th > 1 else ""
+            for p, t in best.items():
+                name = "onnxruntime" if p == "ort" else p
+                rows.append((f"{key}, {th} thread{plural}, ms/window vs {name}", ours_t, t, ours_t / t))
+                figures[f"{key}_vs_{p.replace('-', '_')}{suffix}"] = round(ours_t / t, 3)
+            for p in peers:
+                if p not in best:
+                    rows.append((f"{key}, {th} thread{plural}: {p} cannot run it", ours_t, None, None))
+            if best:
+                fastest = min(best, key=best.get)
+                figures[f"{key}_best{suffix}"] = fastest
+                figures[f"{key}_vs_best{suffix}"] = round(ours_t / best[fastest], 3)
+            figures[f"{key}_ms{suffix}"] = round(ours_t, 2)
+            if th == 1 and "ort" in peer_runs and peer_runs["ort"]:
                 ours_rss = max(r["peak_rss_mb"] for r in ours_runs)
-                ort_rss = max(r["peak_rss_mb"] for r in ort_runs)
-                rows.append((f"{key}, peak RSS MB (file {size_mb:.0f} MB)", ours_rss, ort_rss,
-                             ours_rss / ort_rss))
+                ort_rss = max(r["peak_rss_mb"] for r in peer_runs["ort"])
+                rows.append((f"{key}, peak RSS MB (file {size_mb:.0f} MB) vs onnxruntime", ours_rss,
+                             ort_rss, ours_rss / ort_rss))
                 figures[f"{key}_rss_over_file"] = round(ours_rss / size_mb, 3)
     # int8 / fp32 (ours): the two in turn (fp32, int8, fp32, ...), `rounds` times, each its
     # best round's median. The rows above are minutes apart, and this host's drift between
@@ -213,6 +226,35 @@ def realtime_rows(rows, figures, model_dir, threads, seconds):
 BEGIN, END = "<!-- bench-compare:latest -->", "<!-- /bench-compare:latest -->"
 
 
+def peak_rows(rows, figures, models, threads):
+    """This CPU's peak (examples/peak.rs: f32 FMA, int8 dot products, memory bandwidth) and,
+    per model, the share of it our run reaches: the graph's multiply-adds a window
+    (bench_peers.py flops) over our time, against the f32 peak (the int8 peak for an int8
+    model, whose matrix products are int8)."""
+    peak = run_json([PEAK, str(threads)])
+    for k in ("f32_gflops", "int8_gops", "mem_gbs"):
+        for t in ("1t", "nt"):
+            figures[f"peak_{k}_{t}"] = round(peak[f"{k}_{t}"], 1)
+    rows.append((f"peak f32 GFLOP/s, 1 / {threads} threads ({peak['isa']})",
+                 peak["f32_gflops_1t"], peak["f32_gflops_nt"], None))
+    rows.append((f"peak int8 GOP/s, 1 / {threads} threads", peak["int8_gops_1t"], peak["int8_gops_nt"], None))
+    rows.append((f"memory read GB/s, 1 / {threads} threads", peak["mem_gbs_1t"], peak["mem_gbs_nt"], None))
+    for key, d in models:
+        ms = figures.get(f"{key}_ms")
+        if ms is None:
+            continue
+        gflop = run_json([sys.executable, PEERS_PY, "flops", d])["gflop"]
+        unit = "int8_gops" if "int8" in key else "f32_gflops"
+        for t, suffix in (("1t", ""), ("nt", f"_{threads}t")):
+            ms_t = figures.get(f"{key}_ms{suffix}")
+            if ms_t is None:
+                continue
+            share = gflop / (ms_t / 1000) / peak[f"{unit}_{t}"]
+            figures[f"{key}_peak_share{suffix}"] = round(share, 3)
+            rows.append((f"{key}, {gflop:.1f} GFLOP a window, {t}: GFLOP/s ours (share of {unit} peak)",
+                         gflop / (ms_t / 1000), None, share))
+
+
 def write_latest(block):
     """Replaces the marked 'latest run' section of BENCHMARKS.md with this run's table."""
     path = Path("BENCHMARKS.md")
@@ -226,9 +268,6 @@ def write_latest(block):
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "ort-probe":
-        ort_probe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-        return
     quick = "--quick" in sys.argv
     seconds = 600
     if "--e2e-seconds" in sys.argv:
@@ -248,7 +287,23 @@ def main():
     if "--rounds" in sys.argv:
         rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
     figures["rounds"] = rounds
-    model_rows(rows, figures, models, [1] if quick else [1, 2], 3 if not quick else 5, rounds)
+    if (BIRDNET / "model.onnx").exists():
+        models.append(("birdnet_fp32", str(BIRDNET)))
+    else:
+        print(f"no BirdNET at {BIRDNET} (tools/import-birdnet makes one): its rows are left out",
+              file=sys.stderr)
+
+    def peers_of(key):
+        if key.startswith("tiny_"):
+            return ["ort"]
+        if key.startswith("birdnet"):
+            return ["ort", "openvino", "tflite"]
+        return ["ort", "ort-opt", "openvino"]
+
+    threads_list = [1] if quick else [1, 2]
+    model_rows(rows, figures, models, threads_list, 3 if not quick else 5, rounds, peers_of)
+    peak_rows(rows, figures, [m for m in models if not m[0].startswith("tiny_")],
+              max(threads_list))
     if not quick:
         window_rows(rows, figures, str(OUT / "ast-full"),
                     [(512, str(OUT / "ast-full-512")), (256, str(OUT / "ast-full-256"))], 3)

