@@ -1,28 +1,58 @@
 #!/usr/bin/env bash
-# Runs the unit tests of the attention, int8 (dequantisation) and normalisation ops — and the
-# int8 kernel test against tract — as aarch64 code under qemu-user, for the CPUs of the boards
-# users own: a Cortex-A72 (Raspberry Pi 4: NEON, no dot product) and a Cortex-A76 (Raspberry
-# Pi 5: NEON with SDOT/UDOT). tract-linalg picks its kernels from what the (emulated) CPU
-# reports, so each CPU runs its own int8 and f32 paths.
+# Checks the arm64 build's model paths under qemu-user against this machine's x86-64 build:
+# `classify --json` of the same files with the fp32 and int8 default models, the tiny AST and
+# BEATs fixtures (the fused attention, layer norm, grouped convolutions) and the waveform
+# fixture, as a Cortex-A72 (Raspberry Pi 4: NEON, int8 on the SMLAL kernel) and a Cortex-A76
+# (Raspberry Pi 5: NEON with SDOT, the int8 dot-product kernel; qemu reports the CPU's
+# features through HWCAP, which tract reads). Every label's score must agree within 1e-4.
 #
 # One-time set-up (Debian 12), as in tools/cross-aarch64.sh:
 #   sudo dpkg --add-architecture arm64 && sudo apt-get update
 #   sudo apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasound2-dev:arm64 qemu-user
 #   rustup target add aarch64-unknown-linux-gnu
-# Usage: tools/test-aarch64.sh [EXTRA TEST FILTER]
+# Usage: tools/test-aarch64.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
+# The x86-64 build first, before the cross-build's pkg-config settings.
+cargo build -q --locked --release --bin soundsentry
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
-filters=(model::ops model::kernels features blocks ${1:+"$1"})
-for cpu in cortex-a72 cortex-a76; do
-  echo "== $cpu"
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $cpu -L /usr/aarch64-linux-gnu" \
-    cargo test --locked --release --target "$target" --lib -- "${filters[@]}"
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $cpu -L /usr/aarch64-linux-gnu" \
-    cargo test --locked --release --target "$target" --test integration -- int8_kernel kernels waveform::a_waveform
+cargo build -q --locked --release --target "$target" --bin soundsentry
+x86=target/release/soundsentry
+arm=target/$target/release/soundsentry
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cases=(
+  "models/sitehome-tiny-ast samples/demo-20s.wav"
+  "models/sitehome-tiny-ast-int8 samples/demo-20s.wav"
+  "tests/fixtures/models/tiny-ast samples/demo-20s.wav"
+  "tests/fixtures/models/tiny-beats samples/demo-20s.wav"
+  "tests/fixtures/waveform-tiny tests/fixtures/waveform-tiny/scene.wav"
+)
+fail=0
+for c in "${cases[@]}"; do
+  read -r model wav <<<"$c"
+  name=$(basename "$model")
+  "$x86" classify --json --aggregate max -k 1000 --model "$model" "$wav" 2>/dev/null >"$out/$name.x86"
+  for cpu in cortex-a72 cortex-a76; do
+    qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu "$arm" classify --json --aggregate max \
+      -k 1000 --model "$model" "$wav" 2>/dev/null >"$out/$name.$cpu"
+    python3 - "$out/$name.x86" "$out/$name.$cpu" "$name" "$cpu" <<'PY' || fail=1
+import json, sys
+def scores(path):
+    line = json.loads(open(path).read().strip().splitlines()[-1])
+    return {t["label"]: t["score"] for t in line["top"]}
+a, b = scores(sys.argv[1]), scores(sys.argv[2])
+worst = max(abs(a[k] - b[k]) for k in a)
+ok = a.keys() == b.keys() and worst <= 1e-4
+print(f"{sys.argv[3]:32} {sys.argv[4]:11} {len(a):3} labels, largest difference {worst:.1e}"
+      f" {'ok' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+PY
+  done
 done
+exit $fail

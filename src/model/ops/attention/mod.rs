@@ -267,6 +267,8 @@ fn attend_on(
         }
         None => None,
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = path; // one path off x86-64: tract's
     #[cfg(target_arch = "x86_64")]
     if let Path::Avx512 { bf16 } = path {
         return each_head(heads, |h| {

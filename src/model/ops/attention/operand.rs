@@ -142,6 +142,7 @@ impl<'a> Operand<'a> {
 
 /// Adds bias(h, r0 + r, j) to the block's score of row r and key j, stored at
 /// `p[j·lanes + r]`, for the block's `rows` rows.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX-512 tiles' alone
 pub(super) fn add_bias(
     p: &mut [f32],
     lanes: usize,

@@ -116,6 +116,7 @@ fn run(
 
 /// Every path this CPU runs f32 attention on: tract's kernels, and the AVX-512 tiles
 /// where it has AVX-512.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
 fn f32_paths() -> Vec<Path> {
     let mut paths = vec![Path::Tract];
     #[cfg(target_arch = "x86_64")]

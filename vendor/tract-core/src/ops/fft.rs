@@ -22,8 +22,25 @@ impl Fft {
         let direction = if self.inverse { FftDirection::Inverse } else { FftDirection::Forward };
         let fft = rustfft::FftPlanner::new().plan_fft(len, direction);
         let mut tensor_plain = tensor.try_as_plain_ram_mut()?;
-        let mut array = tensor_plain.to_array_view_mut::<T>()?;
         let mut v = Vec::with_capacity(len);
+        // soundsentry patch: where the transformed axis is the one before [re, im], each lane
+        // is 2 × len contiguous values: transformed in place with one scratch buffer, instead
+        // of a strided ndarray view and a scratch allocation per lane (BirdNET's two
+        // spectrograms: 511 lanes each).
+        if self.axis + 2 == tensor_plain.rank() {
+            let mut scratch = vec![Complex::<T>::new(T::zero(), T::zero()); fft.get_inplace_scratch_len()];
+            for lane in tensor_plain.as_slice_mut::<T>()?.chunks_exact_mut(2 * len) {
+                v.clear();
+                v.extend(lane.chunks_exact(2).map(|p| Complex::new(p[0], p[1])));
+                fft.process_with_scratch(&mut v, &mut scratch);
+                for (dst, c) in lane.chunks_exact_mut(2).zip(&v) {
+                    dst[0] = c.re;
+                    dst[1] = c.im;
+                }
+            }
+            return Ok(());
+        }
+        let mut array = tensor_plain.to_array_view_mut::<T>()?;
         for coords in tract_ndarray::indices(&*iterator_shape) {
             v.clear();
             let mut slice = array.slice_each_axis_mut(|ax| {
