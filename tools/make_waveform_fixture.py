@@ -19,12 +19,12 @@ Usage: python3 tools/make_waveform_fixture.py [OUT_DIR]   (needs numpy, onnx, on
 
 import json
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from wavfile import write_wav
 
 RATE = 16000
 WINDOW = 16000
@@ -120,14 +120,6 @@ def scene():
     return np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
 
 
-def write_wav(path, samples):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.tobytes())
-
-
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/waveform-tiny")
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +143,7 @@ def main():
         f"scale = {SCALE}\n"
     )
     pcm = scene()
-    write_wav(out / "scene.wav", pcm)
+    write_wav(out / "scene.wav", RATE, pcm)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out / "model.onnx"))
