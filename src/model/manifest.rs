@@ -432,6 +432,19 @@ mod tests {
     }
 
     #[test]
+    fn a_waveform_block_is_the_largest_divisor_of_the_window_up_to_10_ms() {
+        let w = |window_samples, block_samples| super::WaveformSpec {
+            window_samples,
+            scale: 1.0,
+            block_samples,
+        };
+        assert_eq!(super::block_of(&w(144_000, None), 48_000), 480); // BirdNET: 10 ms
+        assert_eq!(super::block_of(&w(15_600, None), 16_000), 156); // YAMNet: 9.75 ms
+        assert_eq!(super::block_of(&w(16_001, None), 16_000), 1); // a prime: samples
+        assert_eq!(super::block_of(&w(16_000, Some(320)), 16_000), 320);
+    }
+
+    #[test]
     fn the_hop_in_frames_follows_the_frame_shift() {
         assert_eq!(manifest(10.0).frames_in(Duration::from_millis(500)), 50);
         assert_eq!(manifest(20.0).frames_in(Duration::from_millis(500)), 25);
