@@ -307,11 +307,17 @@ mod tests {
 
     #[test]
     fn tsne_separates_two_clusters_and_refuses_a_large_perplexity() {
+        // two clusters 10 apart of 20 distinct points each (a fixed pseudo-random spread of
+        // ±0.5 per dimension: no two points coincide, so no point's neighbours are ties)
+        let mut state = 0x2545_f491_u32;
         let rows: Vec<Vec<f32>> = (0..40)
             .map(|i| {
                 let c = if i < 20 { 0.0 } else { 10.0 };
                 (0..8)
-                    .map(|k| c + ((i * 13 + k * 7) % 10) as f32 * 0.05)
+                    .map(|_| {
+                        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        c + (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                    })
                     .collect()
             })
             .collect();
