@@ -60,6 +60,11 @@ impl History {
 
     /// LAeq in dB over [from_s, to_s] (seconds from the stream start), from the blocks that
     /// overlap it, each weighted by its overlap; `None` when no block overlaps.
+    ///
+    /// Only blocks that end by `to_s` count: the block under way at `to_s` may or may not
+    /// have been recorded when the inference thread asks (it runs behind the audio by however
+    /// long the model takes), so counting it would make an event's LAeq depend on timing. A
+    /// span shorter than what is left gets the last whole block before `to_s`.
     pub fn laeq(&self, from_s: f64, to_s: f64) -> Option<f64> {
         let r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let per = f64::from(BLOCKS_PER_S);
@@ -68,9 +73,15 @@ impl History {
         } else {
             0.0
         };
+        // Blocks 0..end have ended by `to_s` (a microsecond's slack for the sums of offsets).
+        let end = ((to_s + shift) * per + 1e-6).floor().max(0.0) as u64;
+        if end == 0 {
+            return None;
+        }
+        let to_s = self.start(end);
+        let from_s = from_s.min(self.start(end - 1));
         let lo = (((from_s + shift) * per).floor().max(0.0) as u64).max(r.first);
-        let hi =
-            (((to_s + shift) * per).ceil().max(0.0) as u64 + 1).min(r.first + r.a.len() as u64);
+        let hi = end.min(r.first + r.a.len() as u64);
         let (mut energy, mut seconds) = (0.0, 0.0);
         for k in lo..hi {
             let (s, e) = (self.start(k), self.start(k + 1));
@@ -121,5 +132,27 @@ mod tests {
         }
         assert_eq!(h.laeq(0.0, 0.925), Some(0.0));
         assert_eq!(h.laeq(0.925, 1.05), Some(-20.0));
+    }
+
+    #[test]
+    fn the_block_under_way_never_counts_so_timing_cannot_change_a_figure() {
+        // Blocks 0–7 at 0 dB, block 8 (1.0–1.125 s) at −20 dB: an event asking up to 1.06 s
+        // gets the same figure whether block 8 was recorded yet or not.
+        let early = History::new(0.0, 0.0);
+        let late = History::new(0.0, 0.0);
+        for k in 0..8 {
+            early.push(&block(k, 0.5));
+            late.push(&block(k, 0.5));
+        }
+        late.push(&block(8, 0.005));
+        for (from, to) in [(0.0, 1.06), (0.5, 1.1), (1.01, 1.06)] {
+            assert_eq!(early.laeq(from, to), late.laeq(from, to), "{from}–{to}");
+        }
+        assert_eq!(late.laeq(0.0, 1.06), Some(0.0));
+        // shorter than a block, inside block 8: the last whole block, 7
+        assert_eq!(late.laeq(1.01, 1.06), Some(0.0));
+        // once block 8 has ended it counts
+        assert_eq!(late.laeq(1.0, 1.125), Some(-20.0));
+        assert_eq!(late.laeq(0.0, 0.1), None, "no block has ended by 0.1 s");
     }
 }
