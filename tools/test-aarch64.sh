@@ -7,7 +7,8 @@
 # features through HWCAP, which tract reads). Every label's score must agree within 1e-4.
 # Then the daemon itself, threads and all: `run` of the demo configuration as a Cortex-A76
 # gives the x86-64 build's sound events (labels, states, stream times; scores within 1e-4),
-# and the lib's unit tests run under qemu (`--no-unit` skips them); about 9 minutes in all on two cores.
+# and the lib's unit tests run under qemu (`--no-unit` skips them). About 9 minutes in all on
+# two cores.
 #
 # qemu runs the binary against the arm64 glibc of the multiarch packages (`libc6:arm64`, which
 # `libasound2-dev:arm64` installs) through the host's root. Never `-L /usr/aarch64-linux-gnu`:
