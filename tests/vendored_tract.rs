@@ -585,3 +585,82 @@ fn int8_packing_of_long_slices_matches_value_by_value_writes() {
         assert_eq!(a, b, "k {k} mn {mn} slices of {cut}");
     }
 }
+
+/// The vendored `RealFft` (an ONNX DFT of a real signal, vendor/README.md) against tract's
+/// own path for it, a zero imaginary part padded on and the complex `Fft`: the same bits, in
+/// f32 and f64, for the contiguous case (the transformed axis just before the last) and a
+/// strided one.
+#[test]
+fn real_fft_gives_the_padded_complex_ffts_bits() {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::array::{Pad, PadMode};
+    use tract_onnx::tract_core::ops::fft::{Fft, RealFft};
+
+    fn run_both<T: Datum + Copy>(shape: &[usize], axis: usize, values: Vec<T>) -> (Tensor, Tensor) {
+        let input = Tensor::from_shape(shape, &values).expect("input");
+        let rank = shape.len();
+        let run = |real: bool| -> Tensor {
+            let mut m = TypedModel::default();
+            let x = m
+                .add_source("x", T::datum_type().fact(shape))
+                .expect("source");
+            let y = if real {
+                m.wire_node("fft", RealFft { axis }, &[x]).expect("RealFft")
+            } else {
+                let mut pads = vec![(0, 0); rank - 1];
+                pads.push((0, 1));
+                let mode = PadMode::Constant(Arc::new(tensor0(0f32)));
+                let p = m.wire_node("pad", Pad { pads, mode }, &[x]).expect("Pad");
+                m.wire_node(
+                    "fft",
+                    Fft {
+                        axis,
+                        inverse: false,
+                    },
+                    &p,
+                )
+                .expect("Fft")
+            };
+            m.select_output_outlets(&y).expect("outputs");
+            let out = m
+                .into_runnable()
+                .expect("plan")
+                .run(tvec!(input.clone().into_tvalue()))
+                .expect("run");
+            out[0].clone().into_tensor()
+        };
+        (run(true), run(false))
+    }
+    let signal = |n: usize| -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0 + (i as f64 * 0.37).sin())
+            .collect()
+    };
+    // (shape, axis): contiguous lanes of 2,048 and of 6 (a length with a factor 3), strided
+    for (shape, axis) in [
+        (vec![1, 5, 1, 2048, 1], 3),
+        (vec![3, 6, 1], 1),
+        (vec![4, 12, 3, 1], 1),
+    ] {
+        let n: usize = shape.iter().product();
+        let (a, b) = run_both::<f64>(&shape, axis, signal(n));
+        assert_eq!(a.shape(), b.shape(), "{shape:?}");
+        let bits = |t: &Tensor| -> Vec<u64> {
+            t.to_plain_array_view::<f64>()
+                .expect("f64")
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&a), bits(&b), "f64 {shape:?} axis {axis}");
+        let (a, b) = run_both::<f32>(&shape, axis, signal(n).iter().map(|&v| v as f32).collect());
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.to_plain_array_view::<f32>()
+                .expect("f32")
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&a), bits(&b), "f32 {shape:?} axis {axis}");
+    }
+}

@@ -275,7 +275,11 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
     rows, figures = [], {}
-    fbank_rows(rows, figures)
+    # --only KEY: that model's rows (and the peak) alone, e.g. `--only birdnet_fp32` after a
+    # change that concerns one model; like --quick, BENCHMARKS.md is left as it is.
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    if not only:
+        fbank_rows(rows, figures)
     models = [("tiny_ast_fp32", "tests/fixtures/models/tiny-ast"),
               ("tiny_beats_fp32", "tests/fixtures/models/tiny-beats"),
               ("default_fp32", "models/sitehome-tiny-ast"),
@@ -300,19 +304,25 @@ def main():
             return ["ort", "openvino", "tflite"]
         return ["ort", "ort-opt", "openvino"]
 
+    if only:
+        models = [m for m in models if m[0] == only]
+        if not models:
+            sys.exit(f"--only {only}: no such model here")
     threads_list = [1] if quick else [1, 2]
     model_rows(rows, figures, models, threads_list, 3 if not quick else 5, rounds, peers_of)
     peak_rows(rows, figures, [m for m in models if not m[0].startswith("tiny_")],
               max(threads_list))
-    if not quick:
+    if not quick and not only:
         window_rows(rows, figures, str(OUT / "ast-full"),
                     [(512, str(OUT / "ast-full-512")), (256, str(OUT / "ast-full-256"))], 3)
     isa = host_isa()
     figures["isa"] = isa
-    if "avx512f" in isa.split(","):
+    if "avx512f" in isa.split(",") and not only:
         avx2_rows(rows, figures, models, 3 if not quick else 5, rounds)
-    realtime_rows(rows, figures, "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
-                  1 if quick else 2, 60 if quick else seconds)
+    if not only:
+            realtime_rows(rows, figures,
+                          "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
+                          1 if quick else 2, 60 if quick else seconds)
 
     def fmt(v):
         return "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
@@ -324,9 +334,9 @@ def main():
     table = "\n".join(lines)
     block = table + "\n\n```json\n" + json.dumps(figures) + "\n```\n"
     (OUT / "figures.md").write_text(block)
-    if quick:
-        # A quick run has no full-size rows: the latest full run's table stays.
-        print(f"quick run: table in {OUT / 'figures.md'}; BENCHMARKS.md left as it is")
+    if quick or only:
+        # A quick or one-model run has not every row: the latest full run's table stays.
+        print(f"partial run: table in {OUT / 'figures.md'}; BENCHMARKS.md left as it is")
     else:
         write_latest(f"Measured {time.strftime('%Y-%m-%d')}. " + block)
     print(table)

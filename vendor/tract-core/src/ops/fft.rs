@@ -147,6 +147,177 @@ impl TypedOp for Fft {
     as_op!();
 }
 
+// soundsentry patch: `RealFft`, the forward FFT of a real signal (last axis of length 1)
+// straight into [re, im] pairs. An ONNX DFT of a real input was a Pad that added the zero
+// imaginary parts (a whole copy, walked element by element) and then the complex `Fft`;
+// this op fills each lane's complex buffer from the real values and runs the same rustfft
+// plan on it, so every value is the one `Fft` gave on the padded tensor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RealFft {
+    pub axis: usize,
+}
+
+impl RealFft {
+    fn eval_t<T: Datum + FftNum + FromPrimitive + Float>(
+        &self,
+        input: &Tensor,
+    ) -> TractResult<Tensor> {
+        let mut shape: TVec<usize> = input.shape().into();
+        let rank = shape.len();
+        ensure!(rank >= 2 && shape[rank - 1] == 1, "RealFft expects a last axis of 1");
+        shape[rank - 1] = 2;
+        let len = shape[self.axis];
+        let mut output = Tensor::zero::<T>(&shape)?;
+        if len == 0 || output.len() == 0 {
+            return Ok(output);
+        }
+        let fft = rustfft::FftPlanner::new().plan_fft_forward(len);
+        let mut scratch =
+            vec![Complex::<T>::new(T::zero(), T::zero()); fft.get_inplace_scratch_len()];
+        let mut v = vec![Complex::<T>::new(T::zero(), T::zero()); len];
+        let input = input.to_plain_array_view::<T>()?;
+        let mut out_plain = output.try_as_plain_ram_mut()?;
+        let mut out = out_plain.to_array_view_mut::<T>()?;
+        // One lane per position of every axis but the transformed one and the last.
+        let mut lanes: TVec<usize> = shape.clone();
+        lanes[self.axis] = 1;
+        lanes[rank - 1] = 1;
+        for coords in tract_ndarray::indices(&*lanes) {
+            let mut at = tract_ndarray::Dimension::slice(&coords).to_vec();
+            for (i, c) in v.iter_mut().enumerate() {
+                at[self.axis] = i;
+                *c = Complex::new(input[&*at], T::zero());
+            }
+            fft.process_with_scratch(&mut v, &mut scratch);
+            for (i, c) in v.iter().enumerate() {
+                at[self.axis] = i;
+                at[rank - 1] = 0;
+                out[&*at] = c.re;
+                at[rank - 1] = 1;
+                out[&*at] = c.im;
+                at[rank - 1] = 0;
+            }
+        }
+        Ok(output)
+    }
+
+    /// The contiguous case (the transformed axis is the one before the last, the input in
+    /// standard layout): lanes of `len` real values in, `2 × len` out.
+    fn eval_lanes<T: Datum + FftNum + FromPrimitive + Float>(
+        &self,
+        input: &Tensor,
+    ) -> TractResult<Option<Tensor>> {
+        let rank = input.rank();
+        if self.axis + 2 != rank {
+            return Ok(None);
+        }
+        let input_plain = input.try_as_plain_ram()?;
+        let src = input_plain.as_slice::<T>()?;
+        let len = input.shape()[self.axis];
+        let mut shape: TVec<usize> = input.shape().into();
+        shape[rank - 1] = 2;
+        let mut output = unsafe { Tensor::uninitialized::<T>(&shape)? };
+        if len == 0 || src.is_empty() {
+            return Ok(Some(Tensor::zero::<T>(&shape)?));
+        }
+        let fft = rustfft::FftPlanner::new().plan_fft_forward(len);
+        let mut scratch =
+            vec![Complex::<T>::new(T::zero(), T::zero()); fft.get_inplace_scratch_len()];
+        let mut v = vec![Complex::<T>::new(T::zero(), T::zero()); len];
+        {
+            let mut out_plain = output.try_as_plain_ram_mut()?;
+            let dst = out_plain.as_slice_mut::<T>()?;
+            for (lane, out) in src.chunks_exact(len).zip(dst.chunks_exact_mut(2 * len)) {
+                for (c, &x) in v.iter_mut().zip(lane) {
+                    *c = Complex::new(x, T::zero());
+                }
+                fft.process_with_scratch(&mut v, &mut scratch);
+                for (pair, c) in out.chunks_exact_mut(2).zip(&v) {
+                    pair[0] = c.re;
+                    pair[1] = c.im;
+                }
+            }
+        }
+        Ok(Some(output))
+    }
+
+    fn eval_any<T: Datum + FftNum + FromPrimitive + Float>(
+        &self,
+        input: &Tensor,
+    ) -> TractResult<Tensor> {
+        match self.eval_lanes::<T>(input)? {
+            Some(t) => Ok(t),
+            None => self.eval_t::<T>(input),
+        }
+    }
+}
+
+impl Op for RealFft {
+    fn name(&self) -> StaticName {
+        "RealFft".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for RealFft {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let output = match input.datum_type() {
+            DatumType::F16 => {
+                let wide = input.cast_to::<f32>()?.into_owned();
+                self.eval_any::<f32>(&wide)?.cast_to::<f16>()?.into_owned()
+            }
+            DatumType::F32 => self.eval_any::<f32>(&input)?,
+            DatumType::F64 => self.eval_any::<f64>(&input)?,
+            dt => bail!("RealFft not implemented for type {dt:?}"),
+        };
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for RealFft {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let rank = inputs[0].rank();
+        ensure!(rank >= 2, "RealFft expects rank 2 or more");
+        ensure!(self.axis + 1 < rank, "RealFft axis {} of rank {rank}", self.axis);
+        ensure!(
+            inputs[0].shape[rank - 1] == 1.to_dim(),
+            "RealFft expects a last (real) axis of 1"
+        );
+        let mut shape = inputs[0].shape.to_tvec();
+        shape[rank - 1] = 2.to_dim();
+        Ok(tvec!(inputs[0].datum_type.fact(shape)))
+    }
+
+    fn axes_mapping(
+        &self,
+        inputs: &[&TypedFact],
+        _outputs: &[&TypedFact],
+    ) -> TractResult<AxesMapping> {
+        // As `Fft`: the transformed axis and the last one (1 real value in, [re, im] out) are
+        // separate input and output axes; every other axis maps one to one.
+        let rank = inputs[0].rank();
+        let mut axes = tvec!();
+        let mut alphabet = 'a'..;
+        for i in 0..rank {
+            if i == self.axis || i == rank - 1 {
+                axes.push(crate::axes::Axis::new(alphabet.next().unwrap(), 1, 1).input(0, i));
+                axes.push(crate::axes::Axis::new(alphabet.next().unwrap(), 1, 1).output(0, i));
+            } else {
+                axes.push(
+                    crate::axes::Axis::new(alphabet.next().unwrap(), 1, 1).input(0, i).output(0, i),
+                );
+            }
+        }
+        AxesMapping::new(1, 1, axes)
+    }
+
+    as_op!();
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct Stft {
     pub axis: usize,

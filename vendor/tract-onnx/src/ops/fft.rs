@@ -124,6 +124,24 @@ impl Expansion for Dft17 {
         let fact = model.outlet_fact(inputs[0])?.clone();
         let axis = if self.axis >= 0 { self.axis } else { self.axis + fact.rank() as i64 } as usize;
         let mut wire = tvec!(inputs[0]);
+        // soundsentry patch: a forward DFT of a real signal is one `RealFft` (the same FFT,
+        // without a padded copy of the input to hold the zero imaginary parts).
+        if fact.shape.last() == Some(&1.to_dim()) && !self.inverse {
+            wire = model.wire_node(
+                format!("{prefix}.fft"),
+                tract_core::ops::fft::RealFft { axis },
+                &wire,
+            )?;
+            if self.onesided {
+                let frame = fact.shape[axis].clone() / 2 + 1;
+                wire = model.wire_node(
+                    format!("{prefix}.onesided"),
+                    tract_core::ops::array::Slice::new(axis, 0, frame),
+                    &wire,
+                )?;
+            }
+            return Ok(wire);
+        }
         if fact.shape.last() == Some(&1.to_dim()) {
             let mut pads = vec![(0, 0); fact.rank() - 1];
             pads.push((0, 1));
