@@ -167,65 +167,19 @@ impl RealFft {
         ensure!(rank >= 2 && shape[rank - 1] == 1, "RealFft expects a last axis of 1");
         shape[rank - 1] = 2;
         let len = shape[self.axis];
-        let mut output = Tensor::zero::<T>(&shape)?;
-        if len == 0 || output.len() == 0 {
-            return Ok(output);
+        if len == 0 || input.len() == 0 {
+            return Tensor::zero::<T>(&shape);
         }
         let fft = rustfft::FftPlanner::new().plan_fft_forward(len);
         let mut scratch =
             vec![Complex::<T>::new(T::zero(), T::zero()); fft.get_inplace_scratch_len()];
         let mut v = vec![Complex::<T>::new(T::zero(), T::zero()); len];
-        let input = input.to_plain_array_view::<T>()?;
-        let mut out_plain = output.try_as_plain_ram_mut()?;
-        let mut out = out_plain.to_array_view_mut::<T>()?;
-        // One lane per position of every axis but the transformed one and the last.
-        let mut lanes: TVec<usize> = shape.clone();
-        lanes[self.axis] = 1;
-        lanes[rank - 1] = 1;
-        for coords in tract_ndarray::indices(&*lanes) {
-            let mut at = tract_ndarray::Dimension::slice(&coords).to_vec();
-            for (i, c) in v.iter_mut().enumerate() {
-                at[self.axis] = i;
-                *c = Complex::new(input[&*at], T::zero());
-            }
-            fft.process_with_scratch(&mut v, &mut scratch);
-            for (i, c) in v.iter().enumerate() {
-                at[self.axis] = i;
-                at[rank - 1] = 0;
-                out[&*at] = c.re;
-                at[rank - 1] = 1;
-                out[&*at] = c.im;
-                at[rank - 1] = 0;
-            }
-        }
-        Ok(output)
-    }
-
-    /// The contiguous case (the transformed axis is the one before the last, the input in
-    /// standard layout): lanes of `len` real values in, `2 × len` out.
-    fn eval_lanes<T: Datum + FftNum + FromPrimitive + Float>(
-        &self,
-        input: &Tensor,
-    ) -> TractResult<Option<Tensor>> {
-        let rank = input.rank();
-        if self.axis + 2 != rank {
-            return Ok(None);
-        }
-        let input_plain = input.try_as_plain_ram()?;
-        let src = input_plain.as_slice::<T>()?;
-        let len = input.shape()[self.axis];
-        let mut shape: TVec<usize> = input.shape().into();
-        shape[rank - 1] = 2;
         let mut output = unsafe { Tensor::uninitialized::<T>(&shape)? };
-        if len == 0 || src.is_empty() {
-            return Ok(Some(Tensor::zero::<T>(&shape)?));
-        }
-        let fft = rustfft::FftPlanner::new().plan_fft_forward(len);
-        let mut scratch =
-            vec![Complex::<T>::new(T::zero(), T::zero()); fft.get_inplace_scratch_len()];
-        let mut v = vec![Complex::<T>::new(T::zero(), T::zero()); len];
-        {
-            let mut out_plain = output.try_as_plain_ram_mut()?;
+        let mut out_plain = output.try_as_plain_ram_mut()?;
+        if self.axis + 2 == rank {
+            // Contiguous lanes: `len` real values in, `2 × len` out.
+            let input_plain = input.try_as_plain_ram()?;
+            let src = input_plain.as_slice::<T>()?;
             let dst = out_plain.as_slice_mut::<T>()?;
             for (lane, out) in src.chunks_exact(len).zip(dst.chunks_exact_mut(2 * len)) {
                 for (c, &x) in v.iter_mut().zip(lane) {
@@ -237,18 +191,32 @@ impl RealFft {
                     pair[1] = c.im;
                 }
             }
+        } else {
+            // Any other axis: one lane per position of every axis but it and the last.
+            let input = input.to_plain_array_view::<T>()?;
+            let mut out = out_plain.to_array_view_mut::<T>()?;
+            let mut lanes = shape.clone();
+            lanes[self.axis] = 1;
+            lanes[rank - 1] = 1;
+            for coords in tract_ndarray::indices(&*lanes) {
+                let mut at = tract_ndarray::Dimension::slice(&coords).to_vec();
+                for (i, c) in v.iter_mut().enumerate() {
+                    at[self.axis] = i;
+                    *c = Complex::new(input[&*at], T::zero());
+                }
+                fft.process_with_scratch(&mut v, &mut scratch);
+                for (i, c) in v.iter().enumerate() {
+                    at[self.axis] = i;
+                    at[rank - 1] = 0;
+                    out[&*at] = c.re;
+                    at[rank - 1] = 1;
+                    out[&*at] = c.im;
+                    at[rank - 1] = 0;
+                }
+            }
         }
-        Ok(Some(output))
-    }
-
-    fn eval_any<T: Datum + FftNum + FromPrimitive + Float>(
-        &self,
-        input: &Tensor,
-    ) -> TractResult<Tensor> {
-        match self.eval_lanes::<T>(input)? {
-            Some(t) => Ok(t),
-            None => self.eval_t::<T>(input),
-        }
+        drop(out_plain);
+        Ok(output)
     }
 }
 
@@ -268,10 +236,10 @@ impl EvalOp for RealFft {
         let output = match input.datum_type() {
             DatumType::F16 => {
                 let wide = input.cast_to::<f32>()?.into_owned();
-                self.eval_any::<f32>(&wide)?.cast_to::<f16>()?.into_owned()
+                self.eval_t::<f32>(&wide)?.cast_to::<f16>()?.into_owned()
             }
-            DatumType::F32 => self.eval_any::<f32>(&input)?,
-            DatumType::F64 => self.eval_any::<f64>(&input)?,
+            DatumType::F32 => self.eval_t::<f32>(&input)?,
+            DatumType::F64 => self.eval_t::<f64>(&input)?,
             dt => bail!("RealFft not implemented for type {dt:?}"),
         };
         Ok(tvec!(output.into_tvalue()))

@@ -126,23 +126,9 @@ impl Expansion for Dft17 {
         let mut wire = tvec!(inputs[0]);
         // soundsentry patch: a forward DFT of a real signal is one `RealFft` (the same FFT,
         // without a padded copy of the input to hold the zero imaginary parts).
-        if fact.shape.last() == Some(&1.to_dim()) && !self.inverse {
-            wire = model.wire_node(
-                format!("{prefix}.fft"),
-                tract_core::ops::fft::RealFft { axis },
-                &wire,
-            )?;
-            if self.onesided {
-                let frame = fact.shape[axis].clone() / 2 + 1;
-                wire = model.wire_node(
-                    format!("{prefix}.onesided"),
-                    tract_core::ops::array::Slice::new(axis, 0, frame),
-                    &wire,
-                )?;
-            }
-            return Ok(wire);
-        }
-        if fact.shape.last() == Some(&1.to_dim()) {
+        // An inverse DFT of a real input still gets its imaginary parts padded on.
+        let real_forward = fact.shape.last() == Some(&1.to_dim()) && !self.inverse;
+        if fact.shape.last() == Some(&1.to_dim()) && self.inverse {
             let mut pads = vec![(0, 0); fact.rank() - 1];
             pads.push((0, 1));
             wire = model.wire_node(
@@ -166,11 +152,15 @@ impl Expansion for Dft17 {
             };
             return wire_irfft(prefix, model, wire[0], axis, n);
         }
-        wire = model.wire_node(
-            format!("{prefix}.fft"),
-            tract_core::ops::fft::Fft { axis, inverse: self.inverse },
-            &wire,
-        )?;
+        wire = if real_forward {
+            model.wire_node(format!("{prefix}.fft"), tract_core::ops::fft::RealFft { axis }, &wire)?
+        } else {
+            model.wire_node(
+                format!("{prefix}.fft"),
+                tract_core::ops::fft::Fft { axis, inverse: self.inverse },
+                &wire,
+            )?
+        };
         if self.inverse {
             let len = model.add_const(
                 format!("{prefix}.len"),
