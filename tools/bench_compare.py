@@ -320,9 +320,9 @@ def main():
     if "avx512f" in isa.split(",") and not only:
         avx2_rows(rows, figures, models, 3 if not quick else 5, rounds)
     if not only:
-            realtime_rows(rows, figures,
-                          "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
-                          1 if quick else 2, 60 if quick else seconds)
+        realtime_rows(rows, figures,
+                      "models/sitehome-tiny-ast" if quick else str(OUT / "ast-full-int8"),
+                      1 if quick else 2, 60 if quick else seconds)
 
     def fmt(v):
         return "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
